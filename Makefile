@@ -1,0 +1,49 @@
+# UltraCloud testkit. `make demo` and `make test` work on a fresh Debian 12
+# machine as root (or with sudo): they install what they need first.
+
+SHELL := /bin/bash
+GO ?= go
+DEB_PACKAGES := qemu-system-x86 qemu-utils ovmf nix-bin gdisk dosfstools e2fsprogs xorriso mtools
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+GOTEST_FLAGS ?= -timeout 28m
+
+.PHONY: all deps test demo vet fmt-check fuzz build clean
+
+all: test
+
+## deps: install the Debian packages the tests and lanes need (idempotent, quiet when done)
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+build:
+	$(GO) build ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## test: install deps, then vet and run every test (VM tests included)
+test: deps fmt-check vet
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+## demo: install deps, then run the main lane on the fixture guest
+demo: deps
+	$(GO) run ./cmd/ultracloud env
+	$(GO) run ./cmd/ultracloud lanes
+
+## fuzz: run every fuzz target for a while (not part of CI)
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/photoncloud/testkit/ultracloud"
+)
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestTopologyJSON(t *testing.T) {
+	out, err := run(t, "topology", "fresh-cluster", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo, err := ultracloud.ParseTopology([]byte(out))
+	if err != nil || len(topo.Nodes) != 6 {
+		t.Fatalf("%v %d", err, len(topo.Nodes))
+	}
+}
+
+func TestTopologyUnknownNamesKnown(t *testing.T) {
+	_, err := run(t, "topology", "fresh")
+	if err == nil || !strings.Contains(err.Error(), "fresh-cluster") {
+		t.Fatalf("%v", err)
+	}
+}
+
+func TestEnvJSON(t *testing.T) {
+	out, err := run(t, "env", "--json", "--accel", "tcg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env ultracloud.HostEnv
+	if err := json.Unmarshal([]byte(out), &env); err != nil || env.Accelerator != ultracloud.AccelTCG {
+		t.Fatalf("%v %+v", err, env)
+	}
+	if _, err := run(t, "env", "--accel", "hvf"); err == nil || !strings.Contains(err.Error(), "kvm, tcg or auto") {
+		t.Fatalf("bad accel: %v", err)
+	}
+}
+
+func TestListings(t *testing.T) {
+	for _, args := range [][]string{{"profiles"}, {"lanes"}, {"topology"}, {"version"}, {"env"}} {
+		out, err := run(t, args...)
+		if err != nil || out == "" {
+			t.Fatalf("%v: %v %q", args, err, out)
+		}
+	}
+	out, _ := run(t, "profiles")
+	if !strings.Contains(out, "nix-agent (control-plane)") {
+		t.Fatal(out)
+	}
+	out, _ = run(t, "lanes")
+	if !strings.Contains(out, "LANE") {
+		t.Fatal(out)
+	}
+}

@@ -1,0 +1,41 @@
+package lanes
+
+import "github.com/photoncloud/testkit/ultracloud"
+
+// Documented is a lane the platform's testing document names, with the
+// command it gives for it.
+type Documented struct {
+	Name        string
+	SeedCommand string
+}
+
+// Seed lists every lane the testing document names, in its order.
+func Seed() []Documented {
+	const cluster = "nix run ./nix/test-cluster#cluster -- "
+	const check = "nix build .#checks.x86_64-linux."
+	return []Documented{
+		{"single-node-quickstart", "nix run .#single-node-quickstart"},
+		{"baremetal-iso", cluster + "baremetal-iso"},
+		{"baremetal-iso-e2e", check + "baremetal-iso-e2e"},
+		{"canonical-profile-eval-guards", check + "canonical-profile-eval-guards"},
+		{"canonical-profile-build-guards", check + "canonical-profile-build-guards"},
+		{"portable-control-plane-regressions", check + "portable-control-plane-regressions"},
+		{"deployer-vm-smoke", check + "deployer-vm-smoke"},
+		{"fresh-smoke", cluster + "fresh-smoke"},
+		{"fresh-demo-vm-webapp", cluster + "fresh-demo-vm-webapp"},
+		{"fresh-matrix", cluster + "fresh-matrix"},
+		{"fresh-bench-storage", cluster + "fresh-bench-storage"},
+	}
+}
+
+// Registry returns a new registry holding every lane that runs today. Lanes
+// the testing document names but this release cannot run are absent: see
+// Seed for the full list.
+func Registry() (*ultracloud.Registry, error) {
+	return ultracloud.NewRegistry(all()...)
+}
+
+// all lists the implemented lanes; each lane's file adds itself here.
+func all() []ultracloud.Lane {
+	return nil
+}
