@@ -25,7 +25,7 @@ func seedDoc(t *testing.T) []byte {
 }
 
 type seedRow struct {
-	name                         string
+	name                        string
 	outputs, required, optional string
 }
 
