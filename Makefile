@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 GO ?= go
-DEB_PACKAGES := qemu-system-x86 qemu-utils ovmf nix-bin gdisk dosfstools e2fsprogs xorriso mtools
+DEB_PACKAGES := qemu-system-x86 qemu-utils ovmf nix-bin gdisk dosfstools e2fsprogs xorriso mtools socat cpio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOTEST_FLAGS ?= -timeout 28m
 

@@ -1,0 +1,43 @@
+// Command ultracloud-guest is PID 1 of the testkit's fixture guests.
+//
+// As init it mounts the API filesystems, loads the kernel modules listed in
+// /etc/ultracloud/modules.order, configures networking from the kernel
+// command line, supervises fixture components, serves the NixOS test
+// driver's backdoor shell on /dev/hvc0, and runs its role. It prints one
+// console marker per phase (see ultracloud.Marker) and powers the machine
+// off on a fatal error instead of leaving a dead PID 1 spinning.
+//
+// The same binary is multi-call: invoked as `systemctl` it is the client of
+// the component supervisor; as `ultracloud-guest component NAME` it is a
+// fixture component (an honest test double that serves /health).
+//
+// Kernel command line:
+//
+//	ultracloud.role=shell|installer|node   what the guest does (default shell)
+//	ultracloud.if=IFACE=CIDR[@GATEWAY]     static address; IFACE is a name
+//	                                       (eth0) or a MAC; repeatable
+//	ultracloud.components=a,b,c            fixture components to run
+//	ultracloud.fail=a,b                    components whose double fails
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+func main() {
+	switch filepath.Base(os.Args[0]) {
+	case "systemctl":
+		os.Exit(systemctlMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "component" {
+		os.Exit(componentMain(os.Args[2:]))
+	}
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "ultracloud-guest: this is the init of a fixture guest and must run as PID 1;")
+		fmt.Fprintln(os.Stderr, "  invoked as `systemctl` it talks to the supervisor, and `ultracloud-guest component NAME` runs a component")
+		os.Exit(2)
+	}
+	runInit()
+}

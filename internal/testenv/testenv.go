@@ -1,0 +1,34 @@
+// Package testenv is the test harness shared by the module's packages:
+// a private temporary root per test binary that is removed when the binary
+// ends, also on SIGINT or SIGTERM (QEMU children die with the binary
+// through Pdeathsig).
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+)
+
+// Main runs the tests of m inside a private TMPDIR and exits.
+func Main(m *testing.M) {
+	root, err := os.MkdirTemp("", "uctest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		os.Exit(2)
+	}
+	os.Setenv("TMPDIR", root)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "testenv: %v: removing %s and exiting\n", s, root)
+		os.RemoveAll(root)
+		os.Exit(1)
+	}()
+	code := m.Run()
+	os.RemoveAll(root)
+	os.Exit(code)
+}

@@ -1,0 +1,260 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/photoncloud/testkit/ultracloud"
+)
+
+// Sentinel errors of the package.
+var (
+	// ErrConfig: a machine configuration that cannot be started.
+	ErrConfig = errors.New("invalid machine config")
+	// ErrExited: QEMU exited (or was killed) while something waited on it.
+	ErrExited = errors.New("machine exited")
+	// ErrGuestCrashed: the console showed a kernel panic, an Oops, a Go
+	// panic or a fatal marker of the guest agent.
+	ErrGuestCrashed = errors.New("guest crashed")
+	// ErrCommandFailed: a guest command exited non-zero where success was
+	// required (or zero where failure was).
+	ErrCommandFailed = errors.New("guest command failed")
+	// ErrUnitFailed: a unit entered the failed state.
+	ErrUnitFailed = errors.New("unit failed")
+)
+
+// DiskFormat is an image format QEMU reads.
+type DiskFormat string
+
+// Disk formats.
+const (
+	FormatRaw   DiskFormat = "raw"
+	FormatQCOW2 DiskFormat = "qcow2"
+)
+
+// DiskFault makes I/O on a disk fail through QEMU's blkdebug driver. Rules
+// are fixed at boot: with Event "read_aio" every read (of Sector, if ≥ 0)
+// returns Errno in the guest; with "write_aio" every write does; flushes
+// and the other direction are untouched. Once makes a rule fire only once.
+type DiskFault struct {
+	// Event is "read_aio" or "write_aio".
+	Event string
+	// Errno is the error the guest sees (default 5, EIO).
+	Errno int
+	// Sector limits the rule to requests touching that sector; -1 means any.
+	Sector int64
+	// Once fires the rule a single time.
+	Once bool
+}
+
+// DiskConfig is one disk of a machine.
+type DiskConfig struct {
+	// ID names the disk in QEMU (also its serial in the guest: /dev/disk/by-id/*ID).
+	ID string
+	// Path is the image; created blank at Size if it does not exist.
+	Path string
+	// Size of a blank image to create. Ignored when Path exists.
+	Size ultracloud.Size
+	// Format is raw (default) or qcow2.
+	Format DiskFormat
+	// Bus is virtio (default), nvme or sata.
+	Bus ultracloud.Bus
+	// ReadOnly attaches the disk read-only.
+	ReadOnly bool
+	// Fault injects I/O errors (nil: none).
+	Fault *DiskFault
+	// BootIndex orders firmware boot devices (0: unset).
+	BootIndex int
+}
+
+// GuestFwd forwards connections from the guest to a host service: the guest
+// connects to GuestAddr (e.g. 10.0.2.100:8080), QEMU connects to HostAddr.
+type GuestFwd struct {
+	GuestAddr string
+	HostAddr  string
+}
+
+// NICConfig is one network interface.
+type NICConfig struct {
+	// ID names the device (QMP set_link takes it); default "nicN".
+	ID string
+	// MAC is required and must be unique.
+	MAC string
+	// User selects QEMU user-mode networking with restrict=on: the guest
+	// reaches only the GuestFwd targets. Mutually exclusive with SwitchPort.
+	User bool
+	// GuestFwd rules for a user-mode NIC.
+	GuestFwd []GuestFwd
+	// SwitchPort is the unix socket of a Switch port (see Switch.Port).
+	SwitchPort string
+}
+
+// Actions are QEMU's -action settings. Zero values leave QEMU's defaults.
+type Actions struct {
+	Reboot   string // reset | shutdown
+	Shutdown string // poweroff | pause
+	Panic    string // pause | shutdown | none
+}
+
+// Config describes one machine. Build it by hand or with FromNode.
+type Config struct {
+	// Name of the machine (logs, reports).
+	Name string
+	// Dir holds logs, disks created blank and the firmware variables; a
+	// temporary directory by default (removed on Close). Sockets live in a
+	// short temporary directory of their own (unix socket paths are short).
+	Dir string
+	// QEMU binary; default from Host, else qemu-system-x86_64.
+	QEMU string
+	// Host is the preflight verdict: accelerator and firmware paths.
+	Host ultracloud.HostEnv
+	// MemoryMiB and VCPUs; defaults 512 and 1.
+	MemoryMiB int
+	VCPUs     int
+	// Firmware: direct-kernel (default when Kernel is set), uefi or bios.
+	Firmware ultracloud.Firmware
+	// Kernel, Initrd and Cmdline for direct-kernel boots.
+	Kernel, Initrd, Cmdline string
+	// CDROM is an ISO attached to AHCI as device "cd0" (ejectable).
+	CDROM string
+	// CDROMBootIndex orders the CD-ROM for firmware (0: unset).
+	CDROMBootIndex int
+	// Disks and NICs.
+	Disks []DiskConfig
+	NICs  []NICConfig
+	// NoBackdoor leaves out the virtconsole of the NixOS backdoor shell.
+	NoBackdoor bool
+	// AllowReboot keeps QEMU running across guest reboots; by default
+	// -no-reboot makes a reboot (or a panic with panic=-1) end QEMU.
+	AllowReboot bool
+	// Actions set QEMU's -action (implies AllowReboot semantics as given).
+	Actions Actions
+	// ExtraArgs are appended to the QEMU command line.
+	ExtraArgs []string
+	// Logger receives lifecycle logs (default: discard).
+	Logger *slog.Logger
+	// ConsoleEcho, when set, receives every console line (e.g. os.Stderr).
+	ConsoleEcho func(line string)
+}
+
+// FromNode derives a machine config from a topology node; boot media and
+// disks come from the node, the accelerator and firmware from host.
+func FromNode(n ultracloud.Node, host ultracloud.HostEnv) Config {
+	c := Config{
+		Name: n.Name, Host: host, MemoryMiB: n.MemoryMiB, VCPUs: n.VCPUs, Firmware: n.Firmware,
+		Kernel: n.Boot.Kernel, Initrd: n.Boot.Initrd, Cmdline: n.Boot.Cmdline, CDROM: n.Boot.ISO,
+	}
+	for _, d := range n.Disks {
+		c.Disks = append(c.Disks, DiskConfig{ID: d.Name, Path: d.Image, Size: d.Size, Bus: d.Bus})
+	}
+	for i, nic := range n.NICs {
+		c.NICs = append(c.NICs, NICConfig{ID: fmt.Sprintf("nic%d", i), MAC: nic.MAC})
+	}
+	return c
+}
+
+// fill applies defaults and validates.
+func (c *Config) fill() error {
+	if c.Name == "" {
+		c.Name = "vm"
+	}
+	if c.QEMU == "" {
+		c.QEMU = c.Host.QEMU
+	}
+	if c.QEMU == "" {
+		c.QEMU = "qemu-system-x86_64"
+	}
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = 512
+	}
+	if c.VCPUs == 0 {
+		c.VCPUs = 1
+	}
+	if c.Firmware == "" {
+		c.Firmware = ultracloud.FirmwareDirect
+		if c.Kernel == "" {
+			c.Firmware = ultracloud.FirmwareBIOS
+		}
+	}
+	if c.Host.Accelerator == "" {
+		c.Host.Accelerator = ultracloud.AccelTCG
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	var p []string
+	if c.MemoryMiB < 64 {
+		p = append(p, fmt.Sprintf("MemoryMiB %d: give at least 64", c.MemoryMiB))
+	}
+	switch c.Firmware {
+	case ultracloud.FirmwareDirect:
+		if c.Kernel == "" {
+			p = append(p, "Firmware direct-kernel needs Kernel")
+		}
+	case ultracloud.FirmwareUEFI:
+		if c.Host.OVMFCode == "" || c.Host.OVMFVars == "" {
+			p = append(p, "Firmware uefi needs Host.OVMFCode and Host.OVMFVars (install ovmf; run vm.Preflight)")
+		}
+	case ultracloud.FirmwareBIOS:
+	default:
+		p = append(p, fmt.Sprintf("Firmware %q: use direct-kernel, uefi or bios", c.Firmware))
+	}
+	if c.Firmware != ultracloud.FirmwareDirect && (c.Kernel != "" || c.Initrd != "") {
+		p = append(p, "Kernel/Initrd are only for direct-kernel boots")
+	}
+	ids := map[string]bool{}
+	for i := range c.Disks {
+		d := &c.Disks[i]
+		if d.ID == "" {
+			d.ID = fmt.Sprintf("disk%d", i)
+		}
+		if ids[d.ID] {
+			p = append(p, fmt.Sprintf("Disks[%d]: duplicate ID %q", i, d.ID))
+		}
+		ids[d.ID] = true
+		if d.Format == "" {
+			d.Format = FormatRaw
+		}
+		if d.Bus == "" {
+			d.Bus = ultracloud.BusVirtio
+		}
+		if d.Path == "" && d.Size <= 0 {
+			p = append(p, fmt.Sprintf("Disks[%d] %q: needs Path or Size", i, d.ID))
+		}
+		if d.Fault != nil && d.Fault.Event != "read_aio" && d.Fault.Event != "write_aio" {
+			p = append(p, fmt.Sprintf("Disks[%d].Fault.Event %q: use read_aio or write_aio", i, d.Fault.Event))
+		}
+	}
+	macs := map[string]bool{}
+	for i := range c.NICs {
+		n := &c.NICs[i]
+		if n.ID == "" {
+			n.ID = fmt.Sprintf("nic%d", i)
+		}
+		hw, err := net.ParseMAC(n.MAC)
+		if err != nil || len(hw) != 6 {
+			p = append(p, fmt.Sprintf("NICs[%d].MAC %q: every NIC needs a MAC such as 52:54:00:12:34:56", i, n.MAC))
+		} else if macs[hw.String()] {
+			p = append(p, fmt.Sprintf("NICs[%d].MAC %s: used twice", i, hw))
+		} else {
+			macs[hw.String()] = true
+		}
+		if n.User == (n.SwitchPort != "") {
+			p = append(p, fmt.Sprintf("NICs[%d]: set exactly one of User or SwitchPort", i))
+		}
+		if !n.User && len(n.GuestFwd) > 0 {
+			p = append(p, fmt.Sprintf("NICs[%d]: GuestFwd needs User networking", i))
+		}
+	}
+	if !slices.Contains([]ultracloud.Accel{ultracloud.AccelKVM, ultracloud.AccelTCG}, c.Host.Accelerator) {
+		p = append(p, fmt.Sprintf("Host.Accelerator %q: use kvm or tcg (run vm.Preflight)", c.Host.Accelerator))
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("%w %q:\n  - %s", ErrConfig, c.Name, strings.Join(p, "\n  - "))
+	}
+	return nil
+}
