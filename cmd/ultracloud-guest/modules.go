@@ -26,6 +26,10 @@ func (g *guest) loadModules(orderFile string) (loaded, failed int) {
 		}
 		err = unix.FinitModule(int(f.Fd()), "", 0)
 		f.Close()
+		if errors.Is(err, unix.ENODEV) {
+			// No such hardware here (e.g. efivarfs without UEFI): not a failure.
+			continue
+		}
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			g.logf("module %s: %v", path, err)
 			failed++
