@@ -32,6 +32,7 @@ vet:
 
 ## test: install deps, then vet and run every test (VM tests included)
 test: deps fmt-check vet
+	$(GO) test -race -short ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 ## demo: install deps, then run the main lane on the fixture guest

@@ -12,8 +12,10 @@ import (
 	"testing"
 )
 
-// Main runs the tests of m inside a private TMPDIR and exits.
-func Main(m *testing.M) {
+// Guard makes a private temporary root, points TMPDIR (and so t.TempDir and
+// os.MkdirTemp) at it, and removes it when the process gets SIGINT or
+// SIGTERM, then exits 1. Call done to remove it on a normal exit.
+func Guard() (root string, done func()) {
 	root, err := os.MkdirTemp("", "uctest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
@@ -28,7 +30,13 @@ func Main(m *testing.M) {
 		os.RemoveAll(root)
 		os.Exit(1)
 	}()
+	return root, func() { signal.Stop(sig); os.RemoveAll(root) }
+}
+
+// Main runs the tests of m inside Guard and exits.
+func Main(m *testing.M) {
+	_, done := Guard()
 	code := m.Run()
-	os.RemoveAll(root)
+	done()
 	os.Exit(code)
 }

@@ -135,13 +135,17 @@ func blkdebugPath(c *Config, d DiskConfig) string {
 	return filepath.Join(c.Dir, d.ID+".blkdebug.conf")
 }
 
+// blkdebugEvents maps a fault's operation to the blkdebug event that arms
+// the rule; iotype then restricts it to that operation (QEMU ≥ 3.0).
+var blkdebugEvents = map[string]string{"read": "read_aio", "write": "write_aio", "flush": "flush_to_disk"}
+
 // blkdebugConfig renders the blkdebug rules of f.
 func blkdebugConfig(f DiskFault) string {
 	errno := f.Errno
 	if errno == 0 {
 		errno = 5
 	}
-	s := fmt.Sprintf("[inject-error]\nevent = \"%s\"\nerrno = \"%d\"\n", f.Event, errno)
+	s := fmt.Sprintf("[inject-error]\nevent = \"%s\"\niotype = \"%s\"\nerrno = \"%d\"\n", blkdebugEvents[f.Op], f.Op, errno)
 	if f.Sector >= 0 {
 		s += fmt.Sprintf("sector = \"%d\"\n", f.Sector)
 	}

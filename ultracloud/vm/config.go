@@ -37,12 +37,13 @@ const (
 )
 
 // DiskFault makes I/O on a disk fail through QEMU's blkdebug driver. Rules
-// are fixed at boot: with Event "read_aio" every read (of Sector, if ≥ 0)
-// returns Errno in the guest; with "write_aio" every write does; flushes
-// and the other direction are untouched. Once makes a rule fire only once.
+// are fixed at boot: with Op "read" every read (touching Sector, if ≥ 0)
+// returns Errno in the guest; with "write" every write does, with "flush"
+// every flush. Other operations are untouched. Once makes the rule fire a
+// single time.
 type DiskFault struct {
-	// Event is "read_aio" or "write_aio".
-	Event string
+	// Op is "read", "write" or "flush".
+	Op string
 	// Errno is the error the guest sees (default 5, EIO).
 	Errno int
 	// Sector limits the rule to requests touching that sector; -1 means any.
@@ -225,8 +226,8 @@ func (c *Config) fill() error {
 		if d.Path == "" && d.Size <= 0 {
 			p = append(p, fmt.Sprintf("Disks[%d] %q: needs Path or Size", i, d.ID))
 		}
-		if d.Fault != nil && d.Fault.Event != "read_aio" && d.Fault.Event != "write_aio" {
-			p = append(p, fmt.Sprintf("Disks[%d].Fault.Event %q: use read_aio or write_aio", i, d.Fault.Event))
+		if d.Fault != nil && blkdebugEvents[d.Fault.Op] == "" {
+			p = append(p, fmt.Sprintf("Disks[%d].Fault.Op %q: use read, write or flush", i, d.Fault.Op))
 		}
 	}
 	macs := map[string]bool{}
