@@ -158,4 +158,3 @@ func writeSwap(target string, e Extent) error {
 	}
 	return nil
 }
-

@@ -287,7 +287,10 @@ func TestVerifyDetectsDifferences(t *testing.T) {
 		mutate func(*DiskoPlan)
 		want   string
 	}{
-		{"wrong type", func(p *DiskoPlan) { p.Disks[0].Partitions[1].TypeGUID = typeCodes["8302"]; p.Disks[0].Partitions[1].Type = "8302" }, "main/swap: type"},
+		{"wrong type", func(p *DiskoPlan) {
+			p.Disks[0].Partitions[1].TypeGUID = typeCodes["8302"]
+			p.Disks[0].Partitions[1].Type = "8302"
+		}, "main/swap: type"},
 		{"wrong size", func(p *DiskoPlan) { p.Disks[0].Partitions[0].Size = "300M" }, "main/ESP: size: expected 314572800 bytes, found 268435456 bytes"},
 		{"missing partition", func(p *DiskoPlan) {
 			p.Disks[0].Partitions = append(p.Disks[0].Partitions[:2:2], Partition{Name: "extra", Index: 4, Size: "1M", Type: "8300", TypeGUID: typeCodes["8300"], Label: "x", Path: "x"}, p.Disks[0].Partitions[2])

@@ -70,9 +70,9 @@ func WriteSwapHeader(w io.WriterAt, offset, size int64, label string) error {
 		return fmt.Errorf("swap label %q longer than 16 bytes", label)
 	}
 	hdr := make([]byte, page)
-	binary.LittleEndian.PutUint32(hdr[1024:], 1)                    // version
+	binary.LittleEndian.PutUint32(hdr[1024:], 1)                   // version
 	binary.LittleEndian.PutUint32(hdr[1028:], uint32(size/page-1)) // last page
-	if _, err := rand.Read(hdr[1036:1052]); err != nil {          // uuid
+	if _, err := rand.Read(hdr[1036:1052]); err != nil {           // uuid
 		return err
 	}
 	hdr[1036+6] = hdr[1036+6]&0x0f | 0x40
