@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -108,7 +107,7 @@ func (d *Disk) ReadDir(index int, dir string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fsys.ReadDir(path.Clean("/" + dir))
+	return fsys.ReadDir(fsPath(dir))
 }
 
 // ReadFile returns a file of partition index's filesystem.
@@ -117,7 +116,7 @@ func (d *Disk) ReadFile(index int, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := fsys.OpenFile(path.Clean("/"+name), os.O_RDONLY)
+	f, err := fsys.OpenFile(fsPath(name), os.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: %s: %w", index, name, err)
 	}
