@@ -29,7 +29,7 @@ Start with:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster())
+	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster(), newInspect(), newDisko())
 	return root
 }
 
