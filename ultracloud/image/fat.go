@@ -138,3 +138,46 @@ func BuildFAT(ctx context.Context, out, label string, files map[string]Source) e
 	}
 	return writeInto(ctx, fsys, files)
 }
+
+// FSWriter writes files one at a time into a go-diskfs filesystem,
+// creating parent directories once each (ext4 and FAT both).
+type FSWriter struct {
+	fsys filesystem.FileSystem
+	made map[string]bool
+	buf  []byte
+}
+
+// NewFSWriter returns a writer into fsys.
+func NewFSWriter(fsys filesystem.FileSystem) *FSWriter {
+	return &FSWriter{fsys: fsys, made: map[string]bool{".": true}}
+}
+
+// WriteFile writes name (an image path) from r, streaming in 8 MiB chunks.
+func (w *FSWriter) WriteFile(name string, r io.Reader) error {
+	p := fsPath(name)
+	var dirs []string
+	for d := path.Dir(p); !w.made[d]; d = path.Dir(d) {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, d := range dirs {
+		if err := w.fsys.Mkdir(d); err != nil {
+			return fmt.Errorf("mkdir %s: %w", d, err)
+		}
+		w.made[d] = true
+	}
+	dst, err := w.fsys.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", p, err)
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, copyBuf)
+	}
+	_, err = io.CopyBuffer(onlyWriter{dst}, r, w.buf)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}

@@ -1,0 +1,645 @@
+package bootstrap
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxBody bounds every request body.
+const maxBody = 1 << 20
+
+// NodeSpec is what the server knows about one node of the topology.
+type NodeSpec struct {
+	Name string
+	Role string
+	// Selectors, most specific first: MachineID, then Serial, then MACs.
+	MachineID string
+	Serial    string
+	MACs      []string
+	// Plan is the node's disko plan (disko's JSON).
+	Plan []byte
+	// TargetDisk is the device the installer applies the plan to.
+	TargetDisk string
+	// Bundle is the path of the node's bundle on the host.
+	Bundle string
+	// SystemID is the desired system.
+	SystemID string
+}
+
+// ServerConfig configures a PhoneHomeServer.
+type ServerConfig struct {
+	// StateDir holds the bbolt state file (phone-home.db).
+	StateDir string
+	// Nodes are the machines the server can enrol.
+	Nodes []NodeSpec
+	// PublicURL is the base URL machines reach the server at (e.g.
+	// http://10.0.2.100 through QEMU's guestfwd); bundle URLs use it.
+	PublicURL string
+	// AdminToken opens /api/v1/admin/*; empty disables the admin API over
+	// HTTP (the in-process API always works).
+	AdminToken string
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+type bundleInfo struct {
+	path string
+	sha  string
+	size int64
+	mod  time.Time
+}
+
+// nodeState is a node's persisted state.
+type nodeState struct {
+	Name       string       `json:"name"`
+	TokenHash  string       `json:"tokenHash,omitempty"`
+	Attempt    int          `json:"attempt"`
+	Identity   *Identity    `json:"identity,omitempty"`
+	EnrolledAt time.Time    `json:"enrolledAt,omitzero"`
+	Phases     []PhaseEvent `json:"phases"`
+}
+
+// current returns the phase of the current attempt ("" before any).
+func (n *nodeState) current() (PhaseEvent, bool) {
+	if len(n.Phases) == 0 || n.Phases[len(n.Phases)-1].Attempt != n.Attempt {
+		return PhaseEvent{}, false
+	}
+	return n.Phases[len(n.Phases)-1], true
+}
+
+// Discovery is a machine that phoned home but matched no node.
+type Discovery struct {
+	Identity Identity  `json:"identity"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// NodeStatus is a node's view for the harness.
+type NodeStatus struct {
+	Name       string       `json:"name"`
+	Enrolled   bool         `json:"enrolled"`
+	Attempt    int          `json:"attempt"`
+	EnrolledAt time.Time    `json:"enrolledAt,omitzero"`
+	Phase      Phase        `json:"phase,omitempty"`
+	Phases     []PhaseEvent `json:"phases"`
+}
+
+var (
+	bucketNodes      = []byte("nodes")
+	bucketDiscovered = []byte("discovered")
+)
+
+// PhoneHomeServer enrols machines, hands out their plans and bundles, and
+// records the phases they report. State is in bbolt, fsynced on every
+// accepted report, so a restarted server keeps every enrolment, token and
+// phase. Use Handler with any http.Server, or Serve.
+type PhoneHomeServer struct {
+	cfg     ServerConfig
+	log     *slog.Logger
+	db      *bolt.DB
+	specs   map[string]NodeSpec
+	bundles map[string]bundleInfo // by node
+
+	mu      sync.Mutex
+	state   map[string]*nodeState
+	tokens  map[string]string // token hash → node
+	changed chan struct{}
+	subs    map[int]chan PhaseEvent
+	nextSub int
+}
+
+// NewPhoneHomeServer opens (or creates) the state in cfg.StateDir and
+// checks the node specs: unique names, no selector shared by two nodes,
+// readable bundles.
+func NewPhoneHomeServer(cfg ServerConfig) (*PhoneHomeServer, error) {
+	s := &PhoneHomeServer{cfg: cfg, log: cfg.Logger, specs: map[string]NodeSpec{}, bundles: map[string]bundleInfo{},
+		state: map[string]*nodeState{}, tokens: map[string]string{}, changed: make(chan struct{}), subs: map[int]chan PhaseEvent{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	seen := map[string]string{}
+	claim := func(kind, v, node string) error {
+		if v == "" {
+			return nil
+		}
+		key := kind + ":" + strings.ToLower(v)
+		if other, dup := seen[key]; dup {
+			return fmt.Errorf("phone-home: %s %s selects both %q and %q", kind, v, other, node)
+		}
+		seen[key] = node
+		return nil
+	}
+	bySHA := map[string]bundleInfo{}
+	for _, n := range cfg.Nodes {
+		if n.Name == "" {
+			return nil, errors.New("phone-home: a node without a name")
+		}
+		if _, dup := s.specs[n.Name]; dup {
+			return nil, fmt.Errorf("phone-home: node %q twice", n.Name)
+		}
+		for _, err := range []error{claim("machine-id", n.MachineID, n.Name), claim("serial", n.Serial, n.Name)} {
+			if err != nil {
+				return nil, err
+			}
+		}
+		for _, m := range n.MACs {
+			if err := claim("mac", m, n.Name); err != nil {
+				return nil, err
+			}
+		}
+		if n.MachineID == "" && n.Serial == "" && len(n.MACs) == 0 {
+			return nil, fmt.Errorf("phone-home: node %q has no selector (machine-id, serial or MAC)", n.Name)
+		}
+		s.specs[n.Name] = n
+		if n.Bundle != "" {
+			bi, err := hashBundle(n.Bundle)
+			if err != nil {
+				return nil, fmt.Errorf("phone-home: bundle of %q: %w", n.Name, err)
+			}
+			s.bundles[n.Name] = bi
+			bySHA[bi.sha] = bi
+		}
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(filepath.Join(cfg.StateDir, "phone-home.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("phone-home state %s: %w", cfg.StateDir, err)
+	}
+	s.db = db
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketNodes, bucketDiscovered} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			var ns nodeState
+			if err := json.Unmarshal(v, &ns); err != nil {
+				return fmt.Errorf("node %s: %w", k, err)
+			}
+			s.state[ns.Name] = &ns
+			if ns.TokenHash != "" {
+				s.tokens[ns.TokenHash] = ns.Name
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("phone-home state: %w", err)
+	}
+	return s, nil
+}
+
+func hashBundle(p string) (bundleInfo, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return bundleInfo{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return bundleInfo{}, err
+	}
+	st, _ := f.Stat()
+	return bundleInfo{path: p, sha: hex.EncodeToString(h.Sum(nil)), size: n, mod: st.ModTime()}, nil
+}
+
+// Close closes the state file.
+func (s *PhoneHomeServer) Close() error { return s.db.Close() }
+
+// Serve serves the API on ln until ctx ends, then shuts down gracefully.
+func (s *PhoneHomeServer) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return nil
+	}
+}
+
+// route is one API route; the OpenAPI document lists the same set.
+type route struct {
+	method, pattern string
+	handler         http.HandlerFunc
+}
+
+func (s *PhoneHomeServer) routes() []route {
+	return []route{
+		{"POST", "/api/v1/phone-home", s.handlePhoneHome},
+		{"GET", "/api/v1/bundles/{sha256}", s.handleBundle},
+		{"HEAD", "/api/v1/bundles/{sha256}", s.handleBundle},
+		{"POST", "/api/v1/nodes/{name}/phase", s.handlePhase},
+		{"GET", "/api/v1/nodes/{name}/desired", s.handleDesired},
+		{"GET", "/api/v1/admin/nodes", s.admin(s.handleAdminNodes)},
+		{"GET", "/api/v1/admin/discovered", s.admin(s.handleAdminDiscovered)},
+	}
+}
+
+// Handler is the HTTP API.
+func (s *PhoneHomeServer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
+		mux.HandleFunc(r.method+" "+r.pattern, r.handler)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s; see docs/phone-home.openapi.yaml", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+// decode reads a size-limited, strict JSON body.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBody))
+		} else {
+			writeError(w, http.StatusBadRequest, "bad request body: "+strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad request body: more than one JSON value")
+		return false
+	}
+	return true
+}
+
+func hashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// authNode returns the node a bearer token belongs to.
+func (s *PhoneHomeServer) authNode(r *http.Request) (string, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.tokens[hashToken(tok)]
+	return name, ok
+}
+
+func (s *PhoneHomeServer) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
+			writeError(w, http.StatusUnauthorized, "admin token required (Authorization: Bearer …)")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// match finds the node for an identity: machine-id, then serial, then MAC.
+func (s *PhoneHomeServer) match(id Identity) (NodeSpec, error) {
+	var byMAC []string
+	for _, n := range s.specs {
+		if n.MachineID != "" && strings.EqualFold(n.MachineID, id.MachineID) {
+			return n, nil
+		}
+	}
+	for _, n := range s.specs {
+		if n.Serial != "" && n.Serial == id.Serial {
+			return n, nil
+		}
+	}
+	for _, n := range s.specs {
+		for _, m := range n.MACs {
+			for _, im := range id.MACs {
+				if strings.EqualFold(m, im) && !slices.Contains(byMAC, n.Name) {
+					byMAC = append(byMAC, n.Name)
+				}
+			}
+		}
+	}
+	switch len(byMAC) {
+	case 1:
+		return s.specs[byMAC[0]], nil
+	case 0:
+		return NodeSpec{}, fmt.Errorf("%w: no node has machine-id %q, serial %q or one of MACs %v", ErrUnknownMachine, id.MachineID, id.Serial, id.MACs)
+	}
+	slices.Sort(byMAC)
+	return NodeSpec{}, fmt.Errorf("%w: MACs %v match several nodes %v; give the machine a machine-id or serial selector", ErrUnknownMachine, id.MACs, byMAC)
+}
+
+func (s *PhoneHomeServer) persist(tx *bolt.Tx, ns *nodeState) error {
+	data, err := json.Marshal(ns)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketNodes).Put([]byte(ns.Name), data)
+}
+
+func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request) {
+	var id Identity
+	if !decode(w, r, &id) {
+		return
+	}
+	spec, err := s.match(id)
+	if err != nil {
+		d := Discovery{Identity: id, Reason: err.Error(), At: time.Now().UTC()}
+		key := id.MachineID
+		if key == "" && len(id.MACs) > 0 {
+			key = strings.ToLower(id.MACs[0])
+		}
+		if key == "" {
+			key = id.Serial
+		}
+		data, _ := json.Marshal(d)
+		s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDiscovered).Put([]byte("m:"+key), data) })
+		s.log.Warn("unknown machine phoned home", "identity", id, "reason", err)
+		s.broadcast(PhaseEvent{Node: "", Phase: "discovered", Reason: err.Error(), At: d.At})
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	token := hex.EncodeToString(raw)
+	s.mu.Lock()
+	ns := s.state[spec.Name]
+	if ns == nil {
+		ns = &nodeState{Name: spec.Name, Phases: []PhaseEvent{}}
+	}
+	next := *ns
+	if next.TokenHash != "" {
+		delete(s.tokens, next.TokenHash)
+	}
+	next.TokenHash = hashToken(token)
+	next.Attempt++
+	next.Identity = &id
+	next.EnrolledAt = time.Now().UTC()
+	err = s.db.Update(func(tx *bolt.Tx) error { return s.persist(tx, &next) })
+	if err != nil {
+		s.mu.Unlock()
+		writeError(w, http.StatusInternalServerError, "persist enrolment: "+err.Error())
+		return
+	}
+	s.state[spec.Name] = &next
+	s.tokens[next.TokenHash] = spec.Name
+	s.notifyLocked(PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt})
+	s.mu.Unlock()
+	s.log.Info("machine enrolled", "node", spec.Name, "attempt", next.Attempt)
+	e := Enrollment{Node: spec.Name, Role: spec.Role, Token: token, Plan: spec.Plan, TargetDisk: spec.TargetDisk, SystemID: spec.SystemID}
+	if bi, ok := s.bundles[spec.Name]; ok {
+		e.Bundle = BundleRef{URL: strings.TrimRight(s.cfg.PublicURL, "/") + "/api/v1/bundles/" + bi.sha, Size: bi.size, SHA256: bi.sha}
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *PhoneHomeServer) handleBundle(w http.ResponseWriter, r *http.Request) {
+	node, ok := s.authNode(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "a node token is required (Authorization: Bearer <token from phone-home>)")
+		return
+	}
+	sha := r.PathValue("sha256")
+	bi, ok := s.bundles[node]
+	if !ok || bi.sha != sha {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("node %q is not assigned bundle %s", node, sha))
+		return
+	}
+	f, err := os.Open(bi.path)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "bundle unavailable: "+err.Error())
+		return
+	}
+	defer f.Close()
+	w.Header().Set("ETag", `"`+bi.sha+`"`)
+	w.Header().Set("Content-Type", "application/zstd")
+	w.Header().Set("X-Content-SHA256", bi.sha)
+	http.ServeContent(w, r, "", bi.mod, f)
+}
+
+func (s *PhoneHomeServer) handleDesired(w http.ResponseWriter, r *http.Request) {
+	node, ok := s.authNode(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "a node token is required")
+		return
+	}
+	if name := r.PathValue("name"); name != node {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("this token belongs to %q, not %q", node, name))
+		return
+	}
+	writeJSON(w, http.StatusOK, Desired{SystemID: s.specs[node].SystemID})
+}
+
+func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
+	node, ok := s.authNode(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "a node token is required")
+		return
+	}
+	name := r.PathValue("name")
+	if name != node {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("this token belongs to %q, not %q", node, name))
+		return
+	}
+	var rep PhaseReport
+	if !decode(w, r, &rep) {
+		return
+	}
+	if !rep.Phase.Valid() {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown phase %q; phases are %v and failed", rep.Phase, Phases()))
+		return
+	}
+	code, ev, err := s.record(node, rep)
+	if err != nil {
+		writeError(w, code, err.Error())
+		return
+	}
+	writeJSON(w, code, ev)
+}
+
+// record applies a phase report; it returns the HTTP status to answer.
+func (s *PhoneHomeServer) record(node string, rep PhaseReport) (int, PhaseEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.state[node]
+	cur, has := ns.current()
+	if has && cur.Phase == rep.Phase {
+		return http.StatusOK, cur, nil // a retried report: already recorded
+	}
+	if has && cur.Phase == PhaseFailed {
+		return http.StatusConflict, PhaseEvent{}, fmt.Errorf("%w: %s already reported failed (%s); phone home again to retry", ErrConflict, node, cur.Reason)
+	}
+	if rep.Phase != PhaseFailed && has && rep.Phase.rank() < cur.Phase.rank() {
+		return http.StatusConflict, PhaseEvent{}, fmt.Errorf("%w: %s is at %s; phases only move forward (got %s)", ErrConflict, node, cur.Phase, rep.Phase)
+	}
+	ev := PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt}
+	next := *ns
+	next.Phases = append(slices.Clone(ns.Phases), ev)
+	if err := s.db.Update(func(tx *bolt.Tx) error { return s.persist(tx, &next) }); err != nil {
+		return http.StatusInternalServerError, PhaseEvent{}, fmt.Errorf("persist phase: %w", err)
+	}
+	s.state[node] = &next
+	s.notifyLocked(ev)
+	s.log.Info("phase", "node", node, "phase", rep.Phase, "reason", rep.Reason)
+	return http.StatusOK, ev, nil
+}
+
+func (s *PhoneHomeServer) notifyLocked(ev PhaseEvent) {
+	close(s.changed)
+	s.changed = make(chan struct{})
+	for _, ch := range s.subs {
+		select {
+		case ch <- ev:
+		default: // a slow subscriber misses events, never blocks the server
+		}
+	}
+}
+
+func (s *PhoneHomeServer) broadcast(ev PhaseEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notifyLocked(ev)
+}
+
+// Subscribe returns a channel of events (enrolments, phases, discovered
+// machines) and a function that ends the subscription. A subscriber that
+// does not keep up misses events; the state stays authoritative.
+func (s *PhoneHomeServer) Subscribe() (<-chan PhaseEvent, func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan PhaseEvent, 256)
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = ch
+	return ch, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.subs[id]; ok {
+			delete(s.subs, id)
+			close(ch)
+		}
+	}
+}
+
+// Nodes returns every node with its phase history, sorted by name.
+func (s *PhoneHomeServer) Nodes() []NodeStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []NodeStatus
+	for _, name := range sortedKeys(s.specs) {
+		st := NodeStatus{Name: name, Phases: []PhaseEvent{}}
+		if ns := s.state[name]; ns != nil {
+			st.Enrolled, st.Attempt, st.EnrolledAt = ns.TokenHash != "", ns.Attempt, ns.EnrolledAt
+			st.Phases = slices.Clone(ns.Phases)
+			if cur, ok := ns.current(); ok {
+				st.Phase = cur.Phase
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Discovered returns the machines that phoned home unmatched.
+func (s *PhoneHomeServer) Discovered() []Discovery {
+	var out []Discovery
+	s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDiscovered).ForEach(func(_, v []byte) error {
+			var d Discovery
+			if json.Unmarshal(v, &d) == nil {
+				out = append(out, d)
+			}
+			return nil
+		})
+	})
+	return out
+}
+
+// WaitPhase waits until node reports phase (or a later one) in its current
+// attempt. It returns at once with ErrNodeFailed (and the node's reason)
+// when the node reports failed.
+func (s *PhoneHomeServer) WaitPhase(ctx context.Context, node string, phase Phase) (PhaseEvent, error) {
+	if _, ok := s.specs[node]; !ok {
+		return PhaseEvent{}, fmt.Errorf("%w: no node %q", ErrUnknownMachine, node)
+	}
+	for {
+		s.mu.Lock()
+		ns := s.state[node]
+		changed := s.changed
+		var cur PhaseEvent
+		var has bool
+		if ns != nil {
+			cur, has = ns.current()
+		}
+		s.mu.Unlock()
+		if has && cur.Phase == PhaseFailed {
+			return cur, fmt.Errorf("%w: %s: %s", ErrNodeFailed, node, cur.Reason)
+		}
+		if has && cur.Phase.rank() >= phase.rank() {
+			for _, ev := range ns.Phases {
+				if ev.Attempt == ns.Attempt && ev.Phase == phase {
+					return ev, nil
+				}
+			}
+			return cur, nil
+		}
+		select {
+		case <-ctx.Done():
+			at := "nothing yet"
+			if has {
+				at = string(cur.Phase)
+			}
+			return PhaseEvent{}, fmt.Errorf("waiting for %s to reach %s (at %s): %w", node, phase, at, ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+func (s *PhoneHomeServer) handleAdminNodes(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.Nodes())
+}
+
+func (s *PhoneHomeServer) handleAdminDiscovered(w http.ResponseWriter, _ *http.Request) {
+	d := s.Discovered()
+	if d == nil {
+		d = []Discovery{}
+	}
+	writeJSON(w, http.StatusOK, d)
+}
