@@ -340,4 +340,3 @@ func (d DirSink) WriteFile(target, name string, mode fs.FileMode, r io.Reader) e
 	}
 	return err
 }
-

@@ -133,7 +133,7 @@ func TestInstallerCorruptBundleLeavesDiskUntouched(t *testing.T) {
 	data, _ := os.ReadFile(b.Path)
 	data[len(data)/2] ^= 0x01
 	os.WriteFile(b.Path, data, 0o644) // after the server hashed it
-	img := sparse(t, 400<<20) // the smallest disk the plan fits: hashing it whole stays cheap
+	img := sparse(t, 400<<20)         // the smallest disk the plan fits: hashing it whole stays cheap
 	f, _ := os.OpenFile(img, os.O_WRONLY, 0)
 	f.WriteAt([]byte("existing data that must survive"), 4096)
 	f.Close()
