@@ -69,7 +69,9 @@ type bundleInfo struct {
 
 // nodeState is a node's persisted state.
 type nodeState struct {
-	Name       string       `json:"name"`
+	Name string `json:"name"`
+	// Version increases with every change; a write never replaces a newer one.
+	Version    uint64       `json:"version"`
 	TokenHash  string       `json:"tokenHash,omitempty"`
 	Attempt    int          `json:"attempt"`
 	Identity   *Identity    `json:"identity,omitempty"`
@@ -117,6 +119,7 @@ type PhoneHomeServer struct {
 	db      *bolt.DB
 	specs   map[string]NodeSpec
 	bundles map[string]bundleInfo // by node
+	byKey   map[string][]string   // "machine-id:x", "serial:x", "mac:x" → nodes
 
 	mu      sync.Mutex
 	state   map[string]*nodeState
@@ -131,7 +134,8 @@ type PhoneHomeServer struct {
 // readable bundles.
 func NewPhoneHomeServer(cfg ServerConfig) (*PhoneHomeServer, error) {
 	s := &PhoneHomeServer{cfg: cfg, log: cfg.Logger, specs: map[string]NodeSpec{}, bundles: map[string]bundleInfo{},
-		state: map[string]*nodeState{}, tokens: map[string]string{}, changed: make(chan struct{}), subs: map[int]chan PhaseEvent{}}
+		state: map[string]*nodeState{}, tokens: map[string]string{}, changed: make(chan struct{}), subs: map[int]chan PhaseEvent{},
+		byKey: map[string][]string{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -145,6 +149,7 @@ func NewPhoneHomeServer(cfg ServerConfig) (*PhoneHomeServer, error) {
 			return fmt.Errorf("phone-home: %s %s selects both %q and %q", kind, v, other, node)
 		}
 		seen[key] = node
+		s.byKey[key] = append(s.byKey[key], node)
 		return nil
 	}
 	bySHA := map[string]bundleInfo{}
@@ -336,23 +341,21 @@ func (s *PhoneHomeServer) admin(h http.HandlerFunc) http.HandlerFunc {
 
 // match finds the node for an identity: machine-id, then serial, then MAC.
 func (s *PhoneHomeServer) match(id Identity) (NodeSpec, error) {
+	if id.MachineID != "" {
+		if n := s.byKey["machine-id:"+strings.ToLower(id.MachineID)]; len(n) == 1 {
+			return s.specs[n[0]], nil
+		}
+	}
+	if id.Serial != "" {
+		if n := s.byKey["serial:"+strings.ToLower(id.Serial)]; len(n) == 1 {
+			return s.specs[n[0]], nil
+		}
+	}
 	var byMAC []string
-	for _, n := range s.specs {
-		if n.MachineID != "" && strings.EqualFold(n.MachineID, id.MachineID) {
-			return n, nil
-		}
-	}
-	for _, n := range s.specs {
-		if n.Serial != "" && n.Serial == id.Serial {
-			return n, nil
-		}
-	}
-	for _, n := range s.specs {
-		for _, m := range n.MACs {
-			for _, im := range id.MACs {
-				if strings.EqualFold(m, im) && !slices.Contains(byMAC, n.Name) {
-					byMAC = append(byMAC, n.Name)
-				}
+	for _, m := range id.MACs {
+		for _, n := range s.byKey["mac:"+strings.ToLower(m)] {
+			if !slices.Contains(byMAC, n) {
+				byMAC = append(byMAC, n)
 			}
 		}
 	}
@@ -366,12 +369,25 @@ func (s *PhoneHomeServer) match(id Identity) (NodeSpec, error) {
 	return NodeSpec{}, fmt.Errorf("%w: MACs %v match several nodes %v; give the machine a machine-id or serial selector", ErrUnknownMachine, id.MACs, byMAC)
 }
 
-func (s *PhoneHomeServer) persist(tx *bolt.Tx, ns *nodeState) error {
+// save persists ns durably (bbolt fsyncs each commit; concurrent saves
+// share one through Batch) and never replaces a newer version.
+func (s *PhoneHomeServer) save(ns nodeState) error {
 	data, err := json.Marshal(ns)
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketNodes).Put([]byte(ns.Name), data)
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNodes)
+		if old := b.Get([]byte(ns.Name)); old != nil {
+			var prev struct {
+				Version uint64 `json:"version"`
+			}
+			if json.Unmarshal(old, &prev) == nil && prev.Version > ns.Version {
+				return nil
+			}
+		}
+		return b.Put([]byte(ns.Name), data)
+	})
 }
 
 func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request) {
@@ -410,18 +426,17 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 	}
 	next.TokenHash = hashToken(token)
 	next.Attempt++
+	next.Version++
 	next.Identity = &id
 	next.EnrolledAt = time.Now().UTC()
-	err = s.db.Update(func(tx *bolt.Tx) error { return s.persist(tx, &next) })
-	if err != nil {
-		s.mu.Unlock()
+	s.state[spec.Name] = &next
+	s.tokens[next.TokenHash] = spec.Name
+	s.mu.Unlock()
+	if err := s.save(next); err != nil {
 		writeError(w, http.StatusInternalServerError, "persist enrolment: "+err.Error())
 		return
 	}
-	s.state[spec.Name] = &next
-	s.tokens[next.TokenHash] = spec.Name
-	s.notifyLocked(PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt})
-	s.mu.Unlock()
+	s.broadcast(PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt})
 	s.log.Info("machine enrolled", "node", spec.Name, "attempt", next.Attempt)
 	e := Enrollment{Node: spec.Name, Role: spec.Role, Token: token, Plan: spec.Plan, TargetDisk: spec.TargetDisk, SystemID: spec.SystemID}
 	if bi, ok := s.bundles[spec.Name]; ok {
@@ -494,29 +509,39 @@ func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, ev)
 }
 
-// record applies a phase report; it returns the HTTP status to answer.
+// record applies a phase report; it returns the HTTP status to answer. The
+// report is durable (fsynced) before it is acknowledged.
 func (s *PhoneHomeServer) record(node string, rep PhaseReport) (int, PhaseEvent, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	ns := s.state[node]
 	cur, has := ns.current()
 	if has && cur.Phase == rep.Phase {
+		s.mu.Unlock()
 		return http.StatusOK, cur, nil // a retried report: already recorded
 	}
 	if has && cur.Phase == PhaseFailed {
+		s.mu.Unlock()
 		return http.StatusConflict, PhaseEvent{}, fmt.Errorf("%w: %s already reported failed (%s); phone home again to retry", ErrConflict, node, cur.Reason)
 	}
 	if rep.Phase != PhaseFailed && has && rep.Phase.rank() < cur.Phase.rank() {
+		s.mu.Unlock()
 		return http.StatusConflict, PhaseEvent{}, fmt.Errorf("%w: %s is at %s; phases only move forward (got %s)", ErrConflict, node, cur.Phase, rep.Phase)
 	}
 	ev := PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt}
 	next := *ns
+	next.Version++
 	next.Phases = append(slices.Clone(ns.Phases), ev)
-	if err := s.db.Update(func(tx *bolt.Tx) error { return s.persist(tx, &next) }); err != nil {
+	s.state[node] = &next
+	s.mu.Unlock()
+	if err := s.save(next); err != nil {
+		s.mu.Lock()
+		if s.state[node] == &next { // undo, unless something newer landed
+			s.state[node] = ns
+		}
+		s.mu.Unlock()
 		return http.StatusInternalServerError, PhaseEvent{}, fmt.Errorf("persist phase: %w", err)
 	}
-	s.state[node] = &next
-	s.notifyLocked(ev)
+	s.broadcast(ev)
 	s.log.Info("phase", "node", node, "phase", rep.Phase, "reason", rep.Reason)
 	return http.StatusOK, ev, nil
 }
