@@ -156,6 +156,10 @@ func runInit() {
 
 	switch g.role {
 	case "shell":
+	case "installer":
+		go g.runInstaller()
+	case "node":
+		go g.runNode()
 	default:
 		g.fatal("unknown role %q (ultracloud.role=shell|installer|node)", g.role)
 	}

@@ -15,7 +15,10 @@
 //
 //	ultracloud.role=shell|installer|node   what the guest does (default shell)
 //	ultracloud.if=IFACE=CIDR[@GATEWAY]     static address; IFACE is a name
-//	                                       (eth0) or a MAC; repeatable
+//	                                       (eth0), a MAC or "auto"; repeatable
+//	ultracloud.phone-home=URL              installer: the phone-home server
+//	ultracloud.root=PARTLABEL=NAME         node: the installed root partition
+//	ultracloud.node=NAME                   node: its name
 //	ultracloud.components=a,b,c            fixture components to run
 //	ultracloud.fail=a,b                    components whose double fails
 package main

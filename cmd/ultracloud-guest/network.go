@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,8 +31,8 @@ func parseIfaceSpec(s string) (ifaceSpec, error) {
 	return ifaceSpec{iface, cidr, gw}, nil
 }
 
-// resolveIface maps a name or MAC to an interface name, waiting for the
-// driver to create it.
+// resolveIface maps a name, a MAC or "auto" (the first Ethernet interface
+// by name) to an interface name, waiting for the driver to create it.
 func resolveIface(spec string, wait time.Duration) (string, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -39,6 +40,18 @@ func resolveIface(spec string, wait time.Duration) (string, error) {
 		for _, i := range ifs {
 			if i.Name == spec || strings.EqualFold(i.HardwareAddr.String(), spec) {
 				return i.Name, nil
+			}
+		}
+		if spec == "auto" {
+			var names []string
+			for _, i := range ifs {
+				if i.Flags&net.FlagLoopback == 0 && len(i.HardwareAddr) == 6 {
+					names = append(names, i.Name)
+				}
+			}
+			if len(names) > 0 {
+				slices.Sort(names)
+				return names[0], nil
 			}
 		}
 		if time.Now().After(deadline) {

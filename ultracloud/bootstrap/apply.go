@@ -10,6 +10,7 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/ext4"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/photoncloud/testkit/ultracloud/image"
@@ -134,7 +135,11 @@ func applyDisk(d *Disk, target string, extents []Extent) ([]Applied, error) {
 				}
 			case c.Type == "filesystem" && c.Format == "ext4":
 				a.Format = image.FSExt4
-				if _, err := dk.CreateFilesystem(disk.FilesystemSpec{Partition: e.Index, FSType: filesystem.TypeExt4, VolumeLabel: a.Label}); err != nil {
+				// metadata_csum: go-diskfs checks inode checksums whether or not
+				// the feature is set, and Linux maintains them only when it is,
+				// so without it the harness cannot read back what the guest wrote.
+				params := &ext4.Params{VolumeName: a.Label, Features: []ext4.FeatureOpt{ext4.WithFeatureMetadataChecksums(true)}}
+				if _, err := ext4.Create(dk.Backend, e.Bytes(), e.Offset(), dk.LogicalBlocksize, params); err != nil {
 					return nil, fmt.Errorf("ext4 on partition %d: %w", e.Index, err)
 				}
 			}

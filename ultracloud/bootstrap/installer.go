@@ -262,6 +262,10 @@ type Agent struct {
 	// Client is built from the root's token and server URL when nil.
 	Client *Client
 	Logger *slog.Logger
+	// BeforeActive runs after every check passed and before "active" is
+	// reported (e.g. unmount the root so its markers are on disk when the
+	// harness powers the machine off and reads it).
+	BeforeActive func() error
 }
 
 // FirstBoot performs the first-boot sequence.
@@ -312,6 +316,11 @@ func (a *Agent) FirstBoot(ctx context.Context) error {
 	}
 	if desired.SystemID != installed {
 		return a.fail(ctx, fmt.Errorf("desired system %q, installed %q", desired.SystemID, installed))
+	}
+	if a.BeforeActive != nil {
+		if err := a.BeforeActive(); err != nil {
+			return a.fail(ctx, err)
+		}
 	}
 	return a.Client.ReportPhase(ctx, a.Node, PhaseActive, "")
 }

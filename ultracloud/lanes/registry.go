@@ -1,6 +1,10 @@
 package lanes
 
-import "github.com/photoncloud/testkit/ultracloud"
+import (
+	"context"
+
+	"github.com/photoncloud/testkit/ultracloud"
+)
 
 // Documented is a lane the platform's testing document names, with the
 // command it gives for it.
@@ -35,7 +39,21 @@ func Registry() (*ultracloud.Registry, error) {
 	return ultracloud.NewRegistry(all()...)
 }
 
-// all lists the implemented lanes; each lane's file adds itself here.
+// all lists the implemented lanes.
 func all() []ultracloud.Lane {
-	return nil
+	const cluster = "nix run ./nix/test-cluster#cluster -- "
+	const check = "nix build .#checks.x86_64-linux."
+	baremetal := func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
+		return BaremetalISO(ctx, cfg, BaremetalOptions{})
+	}
+	return []ultracloud.Lane{
+		{Name: "baremetal-iso", Summary: "UEFI install from ISO: phone-home, bundle, Disko, reboot, first boot, desired system active (2 nodes)",
+			SeedCommand: cluster + "baremetal-iso", Topology: ultracloud.TopologyBaremetalISO, Requires: ultracloud.TCGOK, Run: baremetal},
+		{Name: "baremetal-iso-e2e", Summary: "baremetal-iso as a flake check: non-interactive, JUnit to $out",
+			SeedCommand: check + "baremetal-iso-e2e", Topology: ultracloud.TopologyBaremetalISO, Requires: ultracloud.TCGOK,
+			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
+				cfg.Progress = nil
+				return baremetal(ctx, cfg)
+			}},
+	}
 }

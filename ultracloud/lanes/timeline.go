@@ -1,0 +1,76 @@
+package lanes
+
+import (
+	"fmt"
+	"html"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/photoncloud/testkit/ultracloud"
+)
+
+// phaseColors gives each step a stable colour in timelines.
+var phaseColors = map[string]string{
+	"boot": "#9e9e9e", "phone-home": "#8d6e63", "plan-fetched": "#5c6bc0", "bundle-fetched": "#42a5f5",
+	"disk-applied": "#26a69a", "installed": "#66bb6a", "rebooting": "#d4e157", "reboot": "#ffca28",
+	"first-boot": "#ffa726", "active": "#ef5350", "verify-disk": "#ab47bc",
+}
+
+// TimelineSVG draws a report's node steps: one row per node, one bar per
+// step, failed steps outlined in red.
+func TimelineSVG(r *ultracloud.Report) string {
+	var nodes []string
+	var steps []ultracloud.Step
+	for _, s := range r.Steps {
+		if s.Node == "" {
+			continue
+		}
+		steps = append(steps, s)
+		if !slices.Contains(nodes, s.Node) {
+			nodes = append(nodes, s.Node)
+		}
+	}
+	const left, rowH, width, top = 230, 34, 1100, 40
+	t0, t1 := r.Started, r.Finished
+	if t1.IsZero() || !t1.After(t0) {
+		t1 = t0.Add(time.Second)
+	}
+	scale := float64(width-left-20) / t1.Sub(t0).Seconds()
+	height := top + rowH*len(nodes) + 60
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
+	fmt.Fprintf(&b, `<text x="10" y="20" font-size="14" font-weight="bold">%s — %s, %s (%s)</text>`+"\n",
+		html.EscapeString(r.Lane), r.Status, t1.Sub(t0).Round(time.Second), html.EscapeString(string(r.Host.Accelerator)))
+	for i, n := range nodes {
+		y := top + i*rowH
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`+"\n", y+rowH/2+4, html.EscapeString(n))
+		for _, s := range steps {
+			if s.Node != n {
+				continue
+			}
+			x := left + int(s.Started.Sub(t0).Seconds()*scale)
+			w := max(2, int(s.Duration().Seconds()*scale))
+			stroke := ""
+			if s.Status == ultracloud.StatusFail {
+				stroke = ` stroke="#d50000" stroke-width="3"`
+			}
+			color := phaseColors[s.Name]
+			if color == "" {
+				color = "#78909c"
+			}
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"%s><title>%s %s: %s (%s)</title></rect>`+"\n",
+				x, y+4, w, rowH-8, color, stroke, html.EscapeString(n), html.EscapeString(s.Name), s.Duration().Round(time.Millisecond), s.Status)
+		}
+	}
+	// Legend and axis.
+	ly := top + rowH*len(nodes) + 20
+	x := 10
+	for _, name := range []string{"phone-home", "plan-fetched", "bundle-fetched", "disk-applied", "installed", "rebooting", "reboot", "first-boot", "active", "verify-disk"} {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, ly, phaseColors[name], x+14, ly+10, name)
+		x += 14 + 7*len(name) + 12
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">0s … %s</text>`+"\n", left, ly+30, t1.Sub(t0).Round(time.Second))
+	b.WriteString("</svg>\n")
+	return b.String()
+}
