@@ -35,10 +35,10 @@ test: deps fmt-check vet
 	$(GO) test -race -short ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
 
-## demo: install deps, then run the main lane on the fixture guest
+## demo: install deps, then run the main lane (baremetal-iso) on the fixture guest
 demo: deps
 	$(GO) run ./cmd/ultracloud env
-	$(GO) run ./cmd/ultracloud lanes
+	$(GO) run ./examples/baremetal-iso -work-dir ultracloud-work/demo
 
 ## fuzz: run every fuzz target for a while (not part of CI)
 FUZZTIME ?= 60s

@@ -29,7 +29,7 @@ Start with:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster(), newInspect(), newDisko())
+	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster(), newInspect(), newDisko(), newBench())
 	return root
 }
 
@@ -229,7 +229,7 @@ func newVersion() *cobra.Command {
 }
 
 func newCluster() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "cluster <verb>",
 		Short: "The seed's `nix run ./nix/test-cluster#cluster -- <verb>` commands",
 		Long: `cluster holds the verbs of nix/test-cluster (baremetal-iso, fresh-smoke,
@@ -240,4 +240,7 @@ real; "ultracloud lanes" lists which documented lanes are not runnable yet.`,
 			return cmd.Help()
 		},
 	}
+	cmd.AddCommand(laneCommand("baremetal-iso", "baremetal-iso",
+		"The canonical bare-metal proof: UEFI install from ISO to active, both nodes"))
+	return cmd
 }

@@ -173,3 +173,16 @@ func TestBaremetalISOMachineKilled(t *testing.T) {
 		t.Fatal()
 	}
 }
+
+func TestTimingOf(t *testing.T) {
+	r := ultracloud.NewReport("x", ultracloud.HostEnv{})
+	t0 := r.Started
+	r.AddStep(ultracloud.Step{Name: "a", Node: "n1", Started: t0, Finished: t0.Add(3 * time.Second)})
+	r.AddStep(ultracloud.Step{Name: "b", Node: "n1", Started: t0.Add(3 * time.Second), Finished: t0.Add(5 * time.Second)})
+	r.AddStep(ultracloud.Step{Name: "a", Node: "n2", Started: t0, Finished: t0.Add(4 * time.Second)})
+	r.Finished = t0.Add(8 * time.Second)
+	tm := TimingOf(r)
+	if tm.Longest != 5*time.Second || tm.Overhead != 3*time.Second || tm.Ratio() != 3.0/8 {
+		t.Fatalf("%+v", tm)
+	}
+}
