@@ -1,0 +1,76 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// ErrNix: a nix command failed; the error carries its stderr.
+var ErrNix = errors.New("nix failed")
+
+// nixArgs make nix work as these hosts need: flakes on, no daemon user
+// group, no sandbox, no binary cache (offline).
+var nixArgs = []string{
+	"--extra-experimental-features", "nix-command flakes",
+	"--option", "build-users-group", "",
+	"--option", "sandbox", "false",
+	"--option", "substituters", "",
+}
+
+func runNix(ctx context.Context, nix string, args ...string) (string, error) {
+	if nix == "" {
+		nix = "nix"
+	}
+	cmd := exec.CommandContext(ctx, nix, append(slicesClone(nixArgs), args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("%w: nix %s: %v\n%s", ErrNix, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// NixEval evaluates Flake#Attr (`nix eval --no-eval-cache … --raw`). For a
+// derivation attribute pass Attr ending in ".drvPath".
+type NixEval struct {
+	Flake string // e.g. "." or "path:/abs/dir"
+	Attr  string
+	Nix   string // binary (default nix)
+	// Output receives the evaluated value.
+	Output *string
+}
+
+func (c NixEval) String() string { return "nix eval " + c.Flake + "#" + c.Attr }
+
+// Run implements Check.
+func (c NixEval) Run(ctx context.Context) error {
+	out, err := runNix(ctx, c.Nix, "eval", "--no-eval-cache", c.Flake+"#"+c.Attr, "--raw")
+	if err == nil && c.Output != nil {
+		*c.Output = out
+	}
+	return err
+}
+
+// NixBuild builds Flake#Attr (`nix build --no-link`).
+type NixBuild struct {
+	Flake string
+	Attr  string
+	Nix   string
+}
+
+func (c NixBuild) String() string { return "nix build " + c.Flake + "#" + c.Attr }
+
+// Run implements Check.
+func (c NixBuild) Run(ctx context.Context) error {
+	_, err := runNix(ctx, c.Nix, "build", "--no-link", c.Flake+"#"+c.Attr)
+	return err
+}
