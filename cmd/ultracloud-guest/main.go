@@ -9,7 +9,9 @@
 //
 // The same binary is multi-call: invoked as `systemctl` it is the client of
 // the component supervisor; as `ultracloud-guest component NAME` it is a
-// fixture component (an honest test double that serves /health).
+// fixture component (an honest test double that serves /health); as
+// `ultracloud-guest activate --server URL` it switches to a prebuilt system
+// from the phone-home server without building anything.
 //
 // Kernel command line:
 //
@@ -36,6 +38,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "component" {
 		os.Exit(componentMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "activate" {
+		os.Exit(activateMain(os.Args[2:]))
 	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "ultracloud-guest: this is the init of a fixture guest and must run as PID 1;")

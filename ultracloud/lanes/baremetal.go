@@ -102,7 +102,13 @@ func BaremetalISO(ctx context.Context, cfg ultracloud.RunConfig, opts BaremetalO
 }
 
 func (b *baremetal) step(node, name string, start time.Time, err error, artifacts ...ultracloud.Artifact) {
-	s := ultracloud.Step{Name: name, Node: node, Started: start, Finished: time.Now(), Status: ultracloud.StatusPass, Artifacts: artifacts}
+	b.stepUntil(node, name, start, time.Now(), err, artifacts...)
+}
+
+// stepUntil records a step that ended at end (e.g. the server's event time,
+// so consecutive phases neither overlap nor leave gaps).
+func (b *baremetal) stepUntil(node, name string, start, end time.Time, err error, artifacts ...ultracloud.Artifact) {
+	s := ultracloud.Step{Name: name, Node: node, Started: start, Finished: end, Status: ultracloud.StatusPass, Artifacts: artifacts}
 	if err != nil {
 		s.Status, s.Reason = ultracloud.StatusFail, err.Error()
 	}
@@ -379,15 +385,16 @@ func (b *baremetal) node(ctx context.Context, n ultracloud.Node, iso, serverAddr
 			// Split boot + phone-home at the enrolment.
 			for _, st := range b.srv.Nodes() {
 				if st.Name == n.Name && !st.EnrolledAt.IsZero() {
-					b.step(n.Name, "phone-home", prev, nil)
+					b.stepUntil(n.Name, "phone-home", prev, st.EnrolledAt, nil)
 					prev = st.EnrolledAt
 				}
 			}
 		}
-		b.step(n.Name, p.step, prev, err, console)
 		if err != nil {
+			b.step(n.Name, p.step, prev, err, console)
 			return err
 		}
+		b.stepUntil(n.Name, p.step, prev, ev.At, nil, console)
 		prev = ev.At
 	}
 
@@ -422,10 +429,11 @@ func (b *baremetal) node(ctx context.Context, n ultracloud.Node, iso, serverAddr
 	for _, p := range []bootstrap.Phase{bootstrap.PhaseFirstBoot, bootstrap.PhaseActive} {
 		b.view.set(n.Name, "waiting for "+string(p))
 		ev, err := b.waitPhase(ctx, n.Name, m, p)
-		b.step(n.Name, string(p), prev, err, console)
 		if err != nil {
+			b.step(n.Name, string(p), prev, err, console)
 			return err
 		}
+		b.stepUntil(n.Name, string(p), prev, ev.At, nil, console)
 		prev = ev.At
 	}
 	b.view.set(n.Name, "active; verifying disk")
