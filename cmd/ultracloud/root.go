@@ -29,7 +29,8 @@ Start with:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster(), newInspect(), newDisko(), newBench())
+	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster(), newInspect(), newDisko(), newBench(),
+		laneCommand("quickstart", "single-node-quickstart", "The one-box quickstart (nix run .#single-node-quickstart) on the fixture guest"))
 	return root
 }
 

@@ -1,0 +1,9 @@
+// Command canonical-profile-build-guards runs the canonical-profile-build-guards lane of UltraCloud's testing document
+// (see `ultracloud lanes` for its seed command). Flags: -work-dir, -e2e
+// (flake-check mode, JUnit to $out), -flake, -v. Exit code: 0 passed,
+// 1 failed, 2 could not run.
+package main
+
+import "github.com/photoncloud/testkit/ultracloud/lanes"
+
+func main() { lanes.Main("canonical-profile-build-guards") }
