@@ -32,6 +32,7 @@ vet:
 
 ## test: install deps, then vet and run every test (VM tests included)
 test: deps fmt-check vet
+	nix-instantiate --parse flake.nix >/dev/null
 	$(GO) test -race -short ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
 

@@ -24,6 +24,13 @@ var ErrAccel = errors.New("accelerator unavailable")
 // (kvm, tcg or auto).
 const EnvAccel = "ULTRACLOUD_ACCEL"
 
+// EnvOVMFCode and EnvOVMFVars point at UEFI firmware files outside the
+// distribution paths (e.g. nixpkgs' OVMF.fd in a flake check).
+const (
+	EnvOVMFCode = "ULTRACLOUD_OVMF_CODE"
+	EnvOVMFVars = "ULTRACLOUD_OVMF_VARS"
+)
+
 // PreflightOption adjusts Preflight.
 type PreflightOption func(*preflightOptions)
 
@@ -91,7 +98,16 @@ func Preflight(ctx context.Context, opts ...PreflightOption) (ultracloud.HostEnv
 	} else {
 		env.Problems = append(env.Problems, fmt.Sprintf("%s not found: install Debian's qemu-system-x86 (make deps)", o.qemu))
 	}
+	if code, vars := o.getenv(EnvOVMFCode), o.getenv(EnvOVMFVars); code != "" || vars != "" {
+		if !fileExists(code) || !fileExists(vars) {
+			return env, fmt.Errorf("%w: %s=%q and %s=%q must both name existing files", ErrAccel, EnvOVMFCode, code, EnvOVMFVars, vars)
+		}
+		env.OVMFCode, env.OVMFVars = code, vars
+	}
 	for _, pair := range ovmfPairs {
+		if env.OVMFCode != "" {
+			break
+		}
 		if fileExists(at(pair[0])) && fileExists(at(pair[1])) {
 			env.OVMFCode, env.OVMFVars = at(pair[0]), at(pair[1])
 			break

@@ -107,3 +107,19 @@ func TestPreflightVerdicts(t *testing.T) {
 		})
 	}
 }
+
+func TestPreflightOVMFFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	code, vars := filepath.Join(dir, "CODE.fd"), filepath.Join(dir, "VARS.fd")
+	os.WriteFile(code, []byte("c"), 0o644)
+	os.WriteFile(vars, []byte("v"), 0o644)
+	env := map[string]string{EnvOVMFCode: code, EnvOVMFVars: vars}
+	h, err := Preflight(context.Background(), WithHostRoot(fakeHost(t)), WithGetenv(func(k string) string { return env[k] }))
+	if err != nil || h.OVMFCode != code || h.OVMFVars != vars {
+		t.Fatalf("%+v %v", h, err)
+	}
+	env[EnvOVMFVars] = filepath.Join(dir, "missing.fd")
+	if _, err := Preflight(context.Background(), WithHostRoot(fakeHost(t)), WithGetenv(func(k string) string { return env[k] })); err == nil || !strings.Contains(err.Error(), EnvOVMFVars) {
+		t.Fatalf("missing vars: %v", err)
+	}
+}

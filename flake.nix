@@ -1,0 +1,75 @@
+# UltraCloud testkit as a flake: the CLI and one driver per lane as packages
+# and apps, and the lanes as flake checks (what `nix build .#checks…` runs).
+#
+# The checks boot VMs: they need QEMU and OVMF in the build environment and,
+# for the fixture guest, a kernel, static bash and busybox, and systemd-boot
+# from nixpkgs (ULTRACLOUD_KERNEL, ULTRACLOUD_MODULES, ULTRACLOUD_BASH_STATIC,
+# ULTRACLOUD_BUSYBOX_STATIC, ULTRACLOUD_SYSTEMD_BOOT), since a Nix sandbox
+# has no apt. KVM is used when /dev/kvm works; otherwise TCG.
+#
+# `make test` checks this file's syntax (nix-instantiate --parse) and that
+# vendorHash matches go.mod (TestFlakeVendorHash); it cannot evaluate it
+# offline (no nixpkgs on the test machines).
+{
+  description = "UltraCloud testkit: validation lanes in Go on real QEMU";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs = { self, nixpkgs }:
+    let
+      system = "x86_64-linux";
+      pkgs = nixpkgs.legacyPackages.${system};
+      lanes = [
+        "baremetal-iso"
+        "single-node-quickstart"
+        "deployer-vm-smoke"
+        "canonical-profile-eval-guards"
+        "canonical-profile-build-guards"
+        "portable-control-plane-regressions"
+      ];
+      testkit = pkgs.buildGoModule {
+        pname = "ultracloud-testkit";
+        version = "0.1.0";
+        src = ./.;
+        vendorHash = "sha256-mh2DtfxniaJZOIx+pb0an2lDblTFm0zMB+TmRutCYuo=";
+        subPackages = [ "cmd/ultracloud" "cmd/ultracloud-guest" ] ++ map (l: "examples/${l}") lanes;
+        env.CGO_ENABLED = "0";
+        doCheck = false; # the tests boot VMs; the checks below run the lanes
+      };
+      kernel = pkgs.linuxPackages.kernel;
+      fixtureEnv = {
+        ULTRACLOUD_KERNEL = "${kernel}/bzImage";
+        ULTRACLOUD_MODULES = "${kernel.modules or kernel}/lib/modules/${kernel.modDirVersion}";
+        ULTRACLOUD_BASH_STATIC = "${pkgs.pkgsStatic.bash}/bin/bash";
+        ULTRACLOUD_BUSYBOX_STATIC = "${pkgs.pkgsStatic.busybox}/bin/busybox";
+        ULTRACLOUD_SYSTEMD_BOOT = "${pkgs.systemd}/lib/systemd/boot/efi/systemd-bootx64.efi";
+      };
+      # A lane as a flake check: run its driver in -e2e mode; JUnit to $out.
+      laneCheck = lane: pkgs.runCommand lane ({
+        nativeBuildInputs = [ testkit pkgs.qemu pkgs.socat pkgs.go ];
+        requiredSystemFeatures = [ "nixos-test" ];
+        ULTRACLOUD_CACHE = "/build/ultracloud-cache";
+        ULTRACLOUD_OVMF_CODE = "${pkgs.OVMF.fd}/FV/OVMF_CODE.fd";
+        ULTRACLOUD_OVMF_VARS = "${pkgs.OVMF.fd}/FV/OVMF_VARS.fd";
+      } // fixtureEnv) ''
+        mkdir -p $out
+        export HOME=$TMPDIR
+        ${lane} -e2e -work-dir $TMPDIR/work
+      '';
+    in {
+      packages.${system} = {
+        default = testkit;
+        ultracloud = testkit;
+      };
+      apps.${system} = {
+        cluster = { type = "app"; program = "${testkit}/bin/ultracloud"; };
+        single-node-quickstart = { type = "app"; program = "${testkit}/bin/single-node-quickstart"; };
+      } // builtins.listToAttrs (map (l: { name = l; value = { type = "app"; program = "${testkit}/bin/${l}"; }; }) lanes);
+      checks.${system} = {
+        baremetal-iso-e2e = laneCheck "baremetal-iso";
+        single-node-quickstart = laneCheck "single-node-quickstart";
+        deployer-vm-smoke = laneCheck "deployer-vm-smoke";
+        canonical-profile-eval-guards = laneCheck "canonical-profile-eval-guards";
+      };
+    };
+}
