@@ -100,7 +100,7 @@ func Preflight(ctx context.Context, opts ...PreflightOption) (ultracloud.HostEnv
 	}
 	if code, vars := o.getenv(EnvOVMFCode), o.getenv(EnvOVMFVars); code != "" || vars != "" {
 		if !fileExists(code) || !fileExists(vars) {
-			return env, fmt.Errorf("%w: %s=%q and %s=%q must both name existing files", ErrAccel, EnvOVMFCode, code, EnvOVMFVars, vars)
+			return env, fmt.Errorf("%w: %s=%q and %s=%q must both name existing files", ErrConfig, EnvOVMFCode, code, EnvOVMFVars, vars)
 		}
 		env.OVMFCode, env.OVMFVars = code, vars
 	}
