@@ -30,7 +30,7 @@ Start with:
 		SilenceErrors: true,
 	}
 	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster(), newInspect(), newDisko(), newBench(),
-		laneCommand("quickstart", "single-node-quickstart", "The one-box quickstart (nix run .#single-node-quickstart) on the fixture guest"))
+		laneCommand("quickstart", "single-node-quickstart", "The one-box quickstart (nix run .#single-node-quickstart) on the fixture guest"), newPhoneHome())
 	return root
 }
 

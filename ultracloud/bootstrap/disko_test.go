@@ -128,6 +128,15 @@ func sparse(t testing.TB, size int64) string {
 	return p
 }
 
+// slow skips tests that only exercise external tools and big images under
+// -short (the race pass); the full run keeps them.
+func slow(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: sgdisk, e2fsck and large images; run without -short")
+	}
+}
+
 func need(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
@@ -161,6 +170,7 @@ var sgdiskPart = regexp.MustCompile(`(?m)^\s+(\d+)\s+(\d+)\s+(\d+)\s`)
 
 // Layout agrees with sgdisk on every sample, for several disk sizes.
 func TestLayoutMatchesSgdisk(t *testing.T) {
+	slow(t)
 	need(t, "sgdisk")
 	for _, s := range applicableSamples {
 		for _, size := range []int64{1 << 30, 3<<30 + 12345*512, 20 << 30} {
@@ -211,6 +221,7 @@ func applySample(t testing.TB, name string, size int64) (*DiskoPlan, map[string]
 }
 
 func TestApplyVerifyRoundTrip(t *testing.T) {
+	slow(t)
 	need(t, "sgdisk", "e2fsck")
 	for _, s := range applicableSamples {
 		t.Run(s, func(t *testing.T) {

@@ -128,6 +128,7 @@ func TestInstallerOnRawImage(t *testing.T) {
 // One flipped byte in the bundle: the installer reports failed and the disk
 // image is not touched.
 func TestInstallerCorruptBundleLeavesDiskUntouched(t *testing.T) {
+	slow(t)
 	b := systemBundle(t)
 	ts := startServer(t, t.TempDir(), []NodeSpec{installerNode(t, b)})
 	data, _ := os.ReadFile(b.Path)

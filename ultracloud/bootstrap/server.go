@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -217,18 +216,15 @@ func NewPhoneHomeServer(cfg ServerConfig) (*PhoneHomeServer, error) {
 }
 
 func hashBundle(p string) (bundleInfo, error) {
-	f, err := os.Open(p)
+	st, err := os.Stat(p)
 	if err != nil {
 		return bundleInfo{}, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
+	sum, err := fileSHA(p)
 	if err != nil {
 		return bundleInfo{}, err
 	}
-	st, _ := f.Stat()
-	return bundleInfo{path: p, sha: hex.EncodeToString(h.Sum(nil)), size: n, mod: st.ModTime()}, nil
+	return bundleInfo{path: p, sha: sum, size: st.Size(), mod: st.ModTime()}, nil
 }
 
 // Close closes the state file.
@@ -469,28 +465,29 @@ func (s *PhoneHomeServer) handleBundle(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", bi.mod, f)
 }
 
-func (s *PhoneHomeServer) handleDesired(w http.ResponseWriter, r *http.Request) {
+// requireNode answers 401/403 unless the request's token is {name}'s.
+func (s *PhoneHomeServer) requireNode(w http.ResponseWriter, r *http.Request) (string, bool) {
 	node, ok := s.authNode(r)
 	if !ok {
 		writeError(w, http.StatusUnauthorized, "a node token is required")
-		return
+		return "", false
 	}
 	if name := r.PathValue("name"); name != node {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("this token belongs to %q, not %q", node, name))
-		return
+		return "", false
 	}
-	writeJSON(w, http.StatusOK, Desired{SystemID: s.specs[node].SystemID})
+	return node, true
+}
+
+func (s *PhoneHomeServer) handleDesired(w http.ResponseWriter, r *http.Request) {
+	if node, ok := s.requireNode(w, r); ok {
+		writeJSON(w, http.StatusOK, Desired{SystemID: s.specs[node].SystemID})
+	}
 }
 
 func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
-	node, ok := s.authNode(r)
+	node, ok := s.requireNode(w, r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "a node token is required")
-		return
-	}
-	name := r.PathValue("name")
-	if name != node {
-		writeError(w, http.StatusForbidden, fmt.Sprintf("this token belongs to %q, not %q", node, name))
 		return
 	}
 	var rep PhaseReport
