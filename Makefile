@@ -11,12 +11,17 @@ GOTEST_FLAGS ?= -timeout 28m
 
 all: test
 
-## deps: install the Debian packages the tests and lanes need (idempotent, quiet when done)
+## deps: install the Debian packages the tests and lanes need (idempotent, quiet when done);
+## the fixture guest's kernel, bash-static, busybox-static and systemd-boot-efi are fetched
+## with apt-get download on first use, which needs the package lists this also refreshes.
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	lists=$$(ls /var/lib/apt/lists/ 2>/dev/null | grep -c '_Packages' || true); \
+	if [ -n "$$missing" ] || [ "$$lists" = 0 ]; then \
+		echo "make deps: apt-get update$${missing:+; installing $$missing}"; \
+		$(SUDO) apt-get update -qq; \
+	fi; \
 	if [ -n "$$missing" ]; then \
-		echo "make deps: installing $$missing"; \
-		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 

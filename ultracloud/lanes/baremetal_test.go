@@ -115,7 +115,8 @@ func TestBaremetalISOWrongBundleSHA(t *testing.T) {
 	if failed.Name != "bundle-fetched" || !strings.Contains(failed.Reason, "sha256") {
 		t.Fatalf("failed step %q: %s", failed.Name, firstLine(failed.Reason))
 	}
-	if took := failed.Finished.Sub(planAt); took > 30*time.Second {
+	// The download itself takes ~12 s under TCG; the phase timeout is 6 min.
+	if took := failed.Finished.Sub(planAt); took > time.Minute {
 		t.Fatalf("failure took %v after the plan was fetched", took)
 	}
 	for _, node := range []string{"baremetal-qemu-control-plane", "baremetal-qemu-worker"} {
