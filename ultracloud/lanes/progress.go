@@ -1,6 +1,7 @@
 package lanes
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -12,13 +13,16 @@ import (
 )
 
 // progress shows each node's current phase: a live line per node on a
-// terminal (mpb), plain log lines otherwise.
+// terminal (mpb), a plain timestamped line per change on any other writer,
+// and log lines when there is no writer.
 type progress struct {
-	log  *slog.Logger
-	mu   sync.Mutex
-	cur  map[string]string
-	p    *mpb.Progress
-	bars map[string]*mpb.Bar
+	log   *slog.Logger
+	plain io.Writer
+	start time.Time
+	mu    sync.Mutex
+	cur   map[string]string
+	p     *mpb.Progress
+	bars  map[string]*mpb.Bar
 }
 
 func isTerminal(w io.Writer) bool {
@@ -31,8 +35,12 @@ func isTerminal(w io.Writer) bool {
 }
 
 func newProgress(w io.Writer, nodes []string, log *slog.Logger) *progress {
-	pr := &progress{log: log, cur: map[string]string{}, bars: map[string]*mpb.Bar{}}
-	if w == nil || !isTerminal(w) {
+	pr := &progress{log: log, cur: map[string]string{}, bars: map[string]*mpb.Bar{}, start: time.Now()}
+	if w == nil {
+		return pr
+	}
+	if !isTerminal(w) {
+		pr.plain = w
 		return pr
 	}
 	pr.p = mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(200*time.Millisecond))
@@ -59,7 +67,11 @@ func (p *progress) set(node, what string) {
 	changed := p.cur[node] != what
 	p.cur[node] = what
 	p.mu.Unlock()
-	if p.p == nil && changed {
+	switch {
+	case !changed || p.p != nil:
+	case p.plain != nil:
+		fmt.Fprintf(p.plain, "%7s  %-30s %s\n", time.Since(p.start).Round(time.Second), node, what)
+	default:
 		p.log.Info("lane progress", "node", node, "now", what)
 	}
 }
