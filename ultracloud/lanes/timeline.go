@@ -15,6 +15,7 @@ var phaseColors = map[string]string{
 	"boot": "#9e9e9e", "phone-home": "#8d6e63", "plan-fetched": "#5c6bc0", "bundle-fetched": "#42a5f5",
 	"disk-applied": "#26a69a", "installed": "#66bb6a", "rebooting": "#d4e157", "reboot": "#ffca28",
 	"first-boot": "#ffa726", "active": "#ef5350", "verify-disk": "#ab47bc",
+	"prepare-media": "#b0bec5", "pack-bundle": "#90a4ae",
 }
 
 // TimelineSVG draws a report's node steps: one row per node, one bar per
@@ -22,9 +23,10 @@ var phaseColors = map[string]string{
 func TimelineSVG(r *ultracloud.Report) string {
 	var nodes []string
 	var steps []ultracloud.Step
+	const laneRow = "(lane setup)"
 	for _, s := range r.Steps {
 		if s.Node == "" {
-			continue
+			s.Node = laneRow // media, bundles: what runs before the machines
 		}
 		steps = append(steps, s)
 		if !slices.Contains(nodes, s.Node) {
