@@ -3,8 +3,6 @@ package bootstrap
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -260,10 +258,4 @@ func (c *Client) fetchOnce(ctx context.Context, ref BundleRef, part string) (boo
 	}
 	n, _ := f.Seek(0, io.SeekCurrent)
 	return n == ref.Size, nil
-}
-
-// sha256Hex is a helper for tests and callers that hash small data.
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
 }

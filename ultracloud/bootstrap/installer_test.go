@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -296,4 +297,9 @@ func FuzzExtractBundle(f *testing.F) {
 			t.Fatalf("entries outside the sinks: %v", ents)
 		}
 	})
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }

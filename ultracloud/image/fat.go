@@ -63,47 +63,26 @@ func WriteFiles(ctx context.Context, fsys filesystem.FileSystem, files map[strin
 	return writeInto(ctx, fsys, files)
 }
 
-// writeInto copies files (image path → source) into fsys, creating parent
-// directories, in sorted order.
+// writeInto copies files (image path → source) into fsys, in sorted order.
 func writeInto(ctx context.Context, fsys filesystem.FileSystem, files map[string]Source) error {
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	made := map[string]bool{".": true}
-	buf := make([]byte, copyBuf)
+	w := NewFSWriter(fsys)
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		p := fsPath(n)
-		var dirs []string
-		for d := path.Dir(p); !made[d]; d = path.Dir(d) {
-			dirs = append([]string{d}, dirs...)
-		}
-		for _, d := range dirs {
-			if err := fsys.Mkdir(d); err != nil {
-				return fmt.Errorf("mkdir %s: %w", d, err)
-			}
-			made[d] = true
 		}
 		src, err := files[n].open()
 		if err != nil {
 			return err
 		}
-		dst, err := fsys.OpenFile(p, os.O_CREATE|os.O_RDWR)
-		if err != nil {
-			src.Close()
-			return fmt.Errorf("create %s: %w", p, err)
-		}
-		_, err = io.CopyBuffer(onlyWriter{dst}, src, buf)
+		err = w.WriteFile(n, src)
 		src.Close()
-		if cerr := dst.Close(); err == nil {
-			err = cerr
-		}
 		if err != nil {
-			return fmt.Errorf("write %s: %w", p, err)
+			return err
 		}
 	}
 	return nil
