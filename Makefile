@@ -7,7 +7,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils ovmf nix-bin gdisk dosfstools e2fspro
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOTEST_FLAGS ?= -timeout 28m
 
-.PHONY: all deps test demo vet fmt-check fuzz build clean
+.PHONY: all deps test demo vet fmt-check tidy-check fuzz build clean
 
 all: test
 
@@ -35,8 +35,12 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+## tidy-check: go.mod and go.sum say exactly what the code imports
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' (and update flake.nix's vendorHash; TestFlakeVendorHash prints it)"; exit 1; }
+
 ## test: install deps, then vet and run every test (VM tests included)
-test: deps fmt-check vet
+test: deps fmt-check tidy-check vet
 	nix-instantiate --parse flake.nix >/dev/null
 	$(GO) test -race -short ./...
 	$(GO) test $(GOTEST_FLAGS) ./...

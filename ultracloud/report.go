@@ -1,12 +1,15 @@
 package ultracloud
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,6 +22,9 @@ const (
 	StatusPass Status = "pass"
 	StatusFail Status = "fail"
 	StatusSkip Status = "skip"
+	// StatusIncomplete: nothing failed, but some steps were skipped; a lane
+	// (or aggregate) with a skipped member is not a pass.
+	StatusIncomplete Status = "incomplete"
 )
 
 // Artifact is a file a lane kept: a console log, a disk image, a picture.
@@ -47,7 +53,10 @@ func (s Step) Duration() time.Duration { return s.Finished.Sub(s.Started) }
 type Report struct {
 	mu sync.Mutex
 
-	Lane     string    `json:"lane"`
+	Lane string `json:"lane"`
+	// RunID names this run; servers and guests of the run carry it, so
+	// nothing an earlier run left in the same work dir counts for this one.
+	RunID    string    `json:"runID"`
 	Topology string    `json:"topology,omitempty"`
 	Host     HostEnv   `json:"host"`
 	Started  time.Time `json:"started"`
@@ -59,9 +68,19 @@ type Report struct {
 	Artifacts []Artifact `json:"artifacts,omitempty"`
 }
 
-// NewReport starts a report for lane on host, timed from now.
+// NewReport starts a report for lane on host, timed from now, with a new
+// run id.
 func NewReport(lane string, host HostEnv) *Report {
-	return &Report{Lane: lane, Host: host, Started: time.Now(), Steps: []Step{}}
+	now := time.Now()
+	return &Report{Lane: lane, RunID: NewRunID(now), Host: host, Started: now, Steps: []Step{}}
+}
+
+// NewRunID returns a run id: the UTC time and 48 random bits, unique per
+// run and sortable by start.
+func NewRunID(at time.Time) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return at.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
 // AddStep records a finished step.
@@ -79,23 +98,33 @@ func (r *Report) AddArtifact(name, path string) {
 }
 
 // Finish stamps the end time and sets the lane's status: fail if err is
-// non-nil or any step failed; skip if every step was skipped; else pass.
+// non-nil or any step failed; skip if every step was skipped; incomplete if
+// some were skipped and none failed; else pass. Skipped is never passed.
 func (r *Report) Finish(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.Finished = time.Now()
-	r.Status = StatusPass
-	if len(r.Steps) > 0 {
+	c := r.countsLocked()
+	switch {
+	case c.Skipped > 0 && c.Skipped == len(r.Steps):
 		r.Status = StatusSkip
+	case c.Skipped > 0:
+		r.Status = StatusIncomplete
+		var names []string
 		for _, s := range r.Steps {
-			if s.Status != StatusSkip {
-				r.Status = StatusPass
-				break
+			if s.Status == StatusSkip {
+				names = append(names, stepLabel(s))
 			}
 		}
+		r.Reason = fmt.Sprintf("%d of %d steps skipped: %s", c.Skipped, len(r.Steps), strings.Join(names, ", "))
+	default:
+		r.Status = StatusPass
 	}
 	for _, s := range r.Steps {
 		if s.Status == StatusFail {
+			if r.Status != StatusFail {
+				r.Reason = ""
+			}
 			r.Status = StatusFail
 			if r.Reason == "" {
 				r.Reason = stepLabel(s) + ": " + s.Reason
@@ -106,6 +135,38 @@ func (r *Report) Finish(err error) {
 		r.Status = StatusFail
 		r.Reason = err.Error()
 	}
+}
+
+// Counts is how many steps passed, failed and were skipped.
+type Counts struct {
+	Passed, Failed, Skipped int
+}
+
+// String is the summary line's counts: "2 passed, 0 failed, 3 skipped".
+func (c Counts) String() string {
+	return fmt.Sprintf("%d passed, %d failed, %d skipped", c.Passed, c.Failed, c.Skipped)
+}
+
+// Counts counts the report's steps by status.
+func (r *Report) Counts() Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.countsLocked()
+}
+
+func (r *Report) countsLocked() Counts {
+	var c Counts
+	for _, s := range r.Steps {
+		switch s.Status {
+		case StatusPass:
+			c.Passed++
+		case StatusFail:
+			c.Failed++
+		case StatusSkip:
+			c.Skipped++
+		}
+	}
+	return c
 }
 
 // Passed reports whether the lane passed.

@@ -38,6 +38,14 @@ func TestReportStatus(t *testing.T) {
 	if skip.Status != StatusSkip {
 		t.Fatalf("all-skipped lane is %s", skip.Status)
 	}
+	part := NewReport("x", HostEnv{})
+	part.AddStep(Step{Name: "a", Status: StatusPass})
+	part.AddStep(Step{Name: "b", Status: StatusSkip, Reason: "not here"})
+	part.AddStep(Step{Name: "c", Status: StatusSkip, Reason: "not here"})
+	part.Finish(nil)
+	if part.Status != StatusIncomplete || part.Passed() || part.Counts().String() != "1 passed, 0 failed, 2 skipped" {
+		t.Fatalf("a pass with skipped members is %s (%s)", part.Status, part.Counts())
+	}
 	bad := NewReport("x", HostEnv{})
 	bad.AddStep(Step{Name: "s", Status: StatusPass})
 	bad.Finish(errors.New("qemu died"))

@@ -16,14 +16,12 @@ import (
 )
 
 // Activation is what `ultracloud-guest activate` records in
-// /var/lib/ultracloud/activation.json: proof that the system was unpacked
-// and switched, and that nothing was built.
+// /var/lib/ultracloud/activation.json: what was unpacked and switched to.
 type Activation struct {
 	Node     string    `json:"node"`
 	SystemID string    `json:"systemID"`
 	Bundle   string    `json:"bundle"`
 	Unpacked int       `json:"unpacked"`
-	Builds   int       `json:"builds"`
 	Switched bool      `json:"switched"`
 	At       time.Time `json:"at"`
 }
@@ -106,7 +104,7 @@ func activateMain(args []string) int {
 		return fail(fmt.Errorf("desired system %q, activated %q", desired.SystemID, got))
 	}
 	rec, _ := json.MarshalIndent(Activation{Node: e.Node, SystemID: desired.SystemID, Bundle: b.SHA256, Unpacked: sink.n,
-		Builds: 0, Switched: true, At: time.Now().UTC()}, "", "  ")
+		Switched: true, At: time.Now().UTC()}, "", "  ")
 	if err := os.WriteFile("/var/lib/ultracloud/activation.json", append(rec, '\n'), 0o644); err != nil {
 		return fail(err)
 	}

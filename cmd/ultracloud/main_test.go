@@ -68,3 +68,26 @@ func TestListings(t *testing.T) {
 		t.Fatal(out)
 	}
 }
+
+// Help names only verbs that run: every operational verb of the seed that
+// is not a subcommand yet is absent from `cluster --help`.
+func TestClusterHelpListsOnlyRunnableVerbs(t *testing.T) {
+	out, err := run(t, "cluster", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, c := range newCluster().Commands() {
+		have[c.Name()] = true
+	}
+	seedVerbs := []string{"status", "logs", "ssh", "stop", "clean", "start", "fresh-smoke", "fresh-demo-vm-webapp", "fresh-matrix",
+		"demo-vm-webapp", "serve-vm-webapp", "matrix", "bench-storage", "fresh-bench-storage", "baremetal-iso"}
+	for _, v := range seedVerbs {
+		if !have[v] && strings.Contains(out, v) {
+			t.Errorf("cluster --help mentions %q, which is not a verb yet:\n%s", v, out)
+		}
+	}
+	if !have["baremetal-iso"] || !strings.Contains(out, "baremetal-iso") {
+		t.Fatalf("baremetal-iso missing from help:\n%s", out)
+	}
+}

@@ -30,7 +30,7 @@ Start with:
 		SilenceErrors: true,
 	}
 	root.AddCommand(newProfiles(), newTopology(), newLanes(), newEnv(), newVersion(), newCluster(), newInspect(), newDisko(), newBench(),
-		laneCommand("quickstart", "single-node-quickstart", "The one-box quickstart (nix run .#single-node-quickstart) on the fixture guest"), newPhoneHome())
+		newQuickstart(), newPhoneHome())
 	return root
 }
 
@@ -233,9 +233,9 @@ func newCluster() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster <verb>",
 		Short: "The seed's `nix run ./nix/test-cluster#cluster -- <verb>` commands",
-		Long: `cluster holds the verbs of nix/test-cluster (baremetal-iso, fresh-smoke,
-status, logs, ssh, stop, clean, …). Each verb appears here once it runs for
-real; "ultracloud lanes" lists which documented lanes are not runnable yet.`,
+		Long: `cluster holds the verbs of the seed's nix/test-cluster that run in this
+release (listed below); a verb appears here only once it runs for real.
+"ultracloud lanes" lists the documented lanes that are not runnable yet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()

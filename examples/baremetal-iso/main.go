@@ -90,7 +90,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "baremetal-iso:", err)
 		os.Exit(2)
 	}
-	if !r.Passed() {
-		os.Exit(1)
-	}
+	os.Exit(lanes.ExitCode(r))
 }

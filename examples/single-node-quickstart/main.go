@@ -3,7 +3,7 @@
 // flaredb, iam, plasmavmc and prismnet from inside the guest. With
 // ULTRACLOUD_QUICKSTART_KEEP_VM=1 (or -keep-vm) the VM stays up after a
 // pass and you get a shell in it. Exit code: 0 passed, 1 failed, 2 could
-// not run.
+// not run, 3 incomplete.
 package main
 
 import (
@@ -22,36 +22,21 @@ import (
 
 func main() {
 	workDir := flag.String("work-dir", "ultracloud-work/single-node-quickstart", "run directory")
-	keep := flag.Bool("keep-vm", os.Getenv(lanes.EnvKeepQuickstartVM) == "1", "keep the VM after a pass and open a shell in it")
+	keep := flag.Bool("keep-vm", false, "keep the VM after a pass and open a shell in it (also "+lanes.EnvKeepQuickstartVM+"=1)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	host, err := vm.Preflight(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		os.Exit(lanes.ExitCouldNotRun)
 	}
-	var kept *vm.Machine
-	cfg := ultracloud.RunConfig{Host: host, KeepVMs: *keep, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	lane := ultracloud.Lane{Name: "single-node-quickstart", Requires: ultracloud.TCGOK,
-		Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-			return lanes.SingleNodeQuickstart(ctx, cfg, lanes.QuickstartOptions{Kept: func(m *vm.Machine) { kept = m }})
-		}}
-	r, err := lanes.Run(ctx, lane, cfg, lanes.RunOptions{WorkDir: *workDir})
+	cfg := ultracloud.RunConfig{Host: host, KeepVMs: *keep, Progress: os.Stderr,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	r, err := lanes.RunQuickstart(ctx, cfg, lanes.RunOptions{WorkDir: *workDir}, os.Stdin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		os.Exit(lanes.ExitCouldNotRun)
 	}
-	if kept != nil {
-		defer kept.Close()
-		fmt.Printf("\nVM %s kept alive (accelerator %s).\n  console log: %s\n  QEMU command line: %s/qemu-cmdline\n"+
-			"Type commands to run them in the guest (e.g. systemctl status chainfire); Ctrl-D stops the VM.\n",
-			kept.Name(), host.Accelerator, kept.Console().LogPath(), kept.Dir())
-		if err := lanes.Interact(ctx, kept, os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}
-	if !r.Passed() {
-		os.Exit(1)
-	}
+	os.Exit(lanes.ExitCode(r))
 }

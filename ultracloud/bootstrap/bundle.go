@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -31,13 +32,49 @@ const (
 
 const manifestName = "MANIFEST.json"
 
+// EntryType is the kind of a bundle entry.
+type EntryType string
+
+// Entry types. A Nix closure is full of symlinks; Extract writes them as
+// entries and never follows one.
+const (
+	// EntryFile is a regular file (the zero value).
+	EntryFile EntryType = ""
+	// EntrySymlink is a symbolic link; Link is its target, written as is
+	// (it may be absolute, e.g. /nix/store/…) and never followed.
+	EntrySymlink EntryType = "symlink"
+	// EntryHardlink is a hard link to an earlier regular-file entry of the
+	// same target; Link is that entry's path.
+	EntryHardlink EntryType = "hardlink"
+)
+
 // BundleFile is one manifest entry.
 type BundleFile struct {
 	Target string      `json:"target"` // esp | root
 	Path   string      `json:"path"`   // relative to the target
+	Type   EntryType   `json:"type,omitempty"`
+	Link   string      `json:"link,omitempty"`
 	Mode   fs.FileMode `json:"mode"`
 	Size   int64       `json:"size"`
-	SHA256 string      `json:"sha256"`
+	SHA256 string      `json:"sha256,omitempty"`
+}
+
+// modeBits are the mode bits a bundle may carry.
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// tarMode converts a FileMode to the Unix bits a tar header carries.
+func tarMode(m fs.FileMode) int64 {
+	u := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
 }
 
 // Manifest describes a bundle: its system and every file in it.
@@ -56,11 +93,13 @@ type Bundle struct {
 }
 
 // PackBundle packs dir into outDir/<sha256>.tar.zst. dir holds esp/ and/or
-// root/; every regular file under them is packed (symlinks, devices and
-// other types are refused). The output is reproducible for the same tree.
+// root/; every regular file, symlink and hard link under them is packed
+// (devices, FIFOs and sockets are refused). The output is reproducible for
+// the same tree.
 func PackBundle(ctx context.Context, dir, systemID, outDir string) (*Bundle, error) {
 	var m Manifest
 	m.SystemID = systemID
+	inode := map[int]string{} // manifest index → "dev:ino" of multiply linked files
 	for _, target := range []string{TargetESP, TargetRoot} {
 		base := filepath.Join(dir, target)
 		if _, err := os.Stat(base); errors.Is(err, os.ErrNotExist) {
@@ -74,27 +113,62 @@ func PackBundle(ctx context.Context, dir, systemID, outDir string) (*Bundle, err
 			if err != nil {
 				return err
 			}
-			if !info.Mode().IsRegular() {
-				return fmt.Errorf("%w: %s is a %v; bundles hold regular files only", ErrBundle, p, info.Mode().Type())
-			}
 			rel, _ := filepath.Rel(base, p)
-			sum, err := fileSHA(p)
-			if err != nil {
-				return err
+			bf := BundleFile{Target: target, Path: filepath.ToSlash(rel), Mode: info.Mode() & modeBits}
+			switch {
+			case info.Mode()&fs.ModeSymlink != 0:
+				link, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				bf.Type, bf.Link, bf.Mode = EntrySymlink, link, 0o777
+			case info.Mode().IsRegular():
+				sum, err := fileSHA(p)
+				if err != nil {
+					return err
+				}
+				bf.Size, bf.SHA256 = info.Size(), sum
+				if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+					inode[len(m.Files)] = fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+				}
+			default:
+				return fmt.Errorf("%w: %s is a %v; bundles hold regular files, symlinks and hard links only", ErrBundle, p, info.Mode().Type())
 			}
-			m.Files = append(m.Files, BundleFile{Target: target, Path: filepath.ToSlash(rel), Mode: info.Mode().Perm(), Size: info.Size(), SHA256: sum})
+			m.Files = append(m.Files, bf)
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
+	keys := make([]string, len(m.Files))
+	for i, k := range inode {
+		keys[i] = m.Files[i].Target + "|" + k
+	}
+	idx := make([]int, len(m.Files))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool {
+		fa, fb := m.Files[idx[a]], m.Files[idx[b]]
+		return fa.Target+"/"+fa.Path < fb.Target+"/"+fb.Path
+	})
+	sorted := make([]BundleFile, len(idx))
+	first := map[string]string{} // inode key → path of the first entry
+	for i, j := range idx {
+		sorted[i] = m.Files[j]
+		if k := keys[j]; k != "" {
+			if p, ok := first[k]; ok {
+				sorted[i].Type, sorted[i].Link, sorted[i].Size, sorted[i].SHA256 = EntryHardlink, p, 0, ""
+			} else {
+				first[k] = sorted[i].Path
+			}
+		}
+	}
+	m.Files = sorted
 	if len(m.Files) == 0 {
 		return nil, fmt.Errorf("%w: %s has no files under esp/ or root/", ErrBundle, dir)
 	}
-	sort.Slice(m.Files, func(i, j int) bool {
-		return m.Files[i].Target+"/"+m.Files[i].Path < m.Files[j].Target+"/"+m.Files[j].Path
-	})
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -111,7 +185,7 @@ func PackBundle(ctx context.Context, dir, systemID, outDir string) (*Bundle, err
 	tw := tar.NewWriter(zw)
 	mdata, _ := json.MarshalIndent(m, "", "  ")
 	hdr := func(name string, size int64, mode fs.FileMode) *tar.Header {
-		return &tar.Header{Name: name, Size: size, Mode: int64(mode), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		return &tar.Header{Name: name, Size: size, Mode: tarMode(mode), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
 	}
 	if err := tw.WriteHeader(hdr(manifestName, int64(len(mdata)), 0o644)); err != nil {
 		return nil, err
@@ -121,8 +195,18 @@ func PackBundle(ctx context.Context, dir, systemID, outDir string) (*Bundle, err
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := tw.WriteHeader(hdr(f.Target+"/"+f.Path, f.Size, f.Mode)); err != nil {
+		h := hdr(f.Target+"/"+f.Path, f.Size, f.Mode)
+		switch f.Type {
+		case EntrySymlink:
+			h.Typeflag, h.Linkname = tar.TypeSymlink, f.Link
+		case EntryHardlink:
+			h.Typeflag, h.Linkname = tar.TypeLink, f.Target+"/"+f.Link
+		}
+		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
+		}
+		if f.Type != EntryFile {
+			continue
 		}
 		src, err := os.Open(filepath.Join(dir, f.Target, filepath.FromSlash(f.Path)))
 		if err != nil {
@@ -212,13 +296,9 @@ func (b *Bundle) walk(fn func(*tar.Header, *BundleFile, io.Reader) error) error 
 	if err := dec.Decode(&m); err != nil {
 		return fmt.Errorf("%w: manifest: %v", ErrBundle, err)
 	}
-	want := map[string]*BundleFile{}
-	for i := range m.Files {
-		bf := &m.Files[i]
-		if err := checkName(bf.Target, bf.Path); err != nil {
-			return err
-		}
-		want[bf.Target+"/"+bf.Path] = bf
+	want, err := checkManifest(m)
+	if err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for {
@@ -229,12 +309,12 @@ func (b *Bundle) walk(fn func(*tar.Header, *BundleFile, io.Reader) error) error 
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBundle, err)
 		}
-		if h.Typeflag != tar.TypeReg {
-			return fmt.Errorf("%w: entry %q is a %s; only regular files are allowed (no links, devices or directories)", ErrBundle, h.Name, typeName(h.Typeflag))
-		}
 		bf, ok := want[h.Name]
 		if !ok {
 			return fmt.Errorf("%w: entry %q is not in the manifest", ErrBundle, h.Name)
+		}
+		if err := matchEntry(h, bf); err != nil {
+			return err
 		}
 		if seen[h.Name] {
 			return fmt.Errorf("%w: entry %q appears twice", ErrBundle, h.Name)
@@ -248,7 +328,7 @@ func (b *Bundle) walk(fn func(*tar.Header, *BundleFile, io.Reader) error) error 
 			return err
 		}
 		io.Copy(hs, tr) // whatever fn did not read
-		if got := hex.EncodeToString(hs.Sum(nil)); got != bf.SHA256 {
+		if got := hex.EncodeToString(hs.Sum(nil)); bf.Type == EntryFile && got != bf.SHA256 {
 			return fmt.Errorf("%w: %q has sha256 %s, manifest says %s", ErrBundle, h.Name, got, bf.SHA256)
 		}
 	}
@@ -271,6 +351,8 @@ func typeName(t byte) string {
 		return "device node"
 	case tar.TypeDir:
 		return "directory"
+	case tar.TypeReg:
+		return "regular file"
 	case tar.TypeFifo:
 		return "FIFO"
 	}
@@ -296,41 +378,169 @@ func checkName(target, name string) error {
 	return nil
 }
 
+// LinkSink is a Sink that can also create symlinks and hard links. Extract
+// refuses a bundle with links, before writing anything, when its sink is
+// not a LinkSink.
+type LinkSink interface {
+	Sink
+	// Symlink creates name as a symlink holding link (never followed).
+	Symlink(target, name, link string) error
+	// Link creates name as a hard link to the already extracted existing.
+	Link(target, name, existing string) error
+}
+
+// ExtractOption adjusts Extract.
+type ExtractOption func(*extractOptions)
+
+type extractOptions struct{ keepSetID bool }
+
+// KeepSetID keeps setuid and setgid bits; by default Extract strips them.
+func KeepSetID() ExtractOption { return func(o *extractOptions) { o.keepSetID = true } }
+
 // Extract checks the whole bundle first (digest, manifest, every entry's
-// name, type, size and sha256) and only then writes its files to sink: a
-// bad bundle writes nothing.
-func (b *Bundle) Extract(ctx context.Context, sink Sink) error {
+// name, type, link, size and sha256; no entry beneath a symlink or a file;
+// hard links only to earlier files of the same target) and only then
+// writes its entries to sink: a bad bundle writes nothing. Setuid and
+// setgid bits are stripped unless KeepSetID.
+func (b *Bundle) Extract(ctx context.Context, sink Sink, opts ...ExtractOption) error {
+	var o extractOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	check := &Bundle{Path: b.Path}
 	if err := check.walk(func(*tar.Header, *BundleFile, io.Reader) error { return ctx.Err() }); err != nil {
 		return err
+	}
+	ls, canLink := sink.(LinkSink)
+	for _, f := range check.Manifest.Files {
+		if f.Type != EntryFile && !canLink {
+			return fmt.Errorf("%w: %s/%s is a %s, and this sink (%T) writes regular files only", ErrBundle, f.Target, f.Path, f.Type, sink)
+		}
 	}
 	return check.walk(func(_ *tar.Header, f *BundleFile, r io.Reader) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return sink.WriteFile(f.Target, f.Path, f.Mode, r)
+		switch f.Type {
+		case EntrySymlink:
+			return ls.Symlink(f.Target, f.Path, f.Link)
+		case EntryHardlink:
+			return ls.Link(f.Target, f.Path, f.Link)
+		}
+		mode := f.Mode
+		if !o.keepSetID {
+			mode &^= fs.ModeSetuid | fs.ModeSetgid
+		}
+		return sink.WriteFile(f.Target, f.Path, mode, r)
 	})
 }
 
+// checkManifest validates every entry on its own and against the others,
+// and returns the entries by tar name.
+func checkManifest(m Manifest) (map[string]*BundleFile, error) {
+	want := map[string]*BundleFile{}
+	for i := range m.Files {
+		bf := &m.Files[i]
+		if err := checkName(bf.Target, bf.Path); err != nil {
+			return nil, err
+		}
+		name := bf.Target + "/" + bf.Path
+		if _, dup := want[name]; dup {
+			return nil, fmt.Errorf("%w: manifest lists %q twice", ErrBundle, name)
+		}
+		if bf.Mode&^modeBits != 0 {
+			return nil, fmt.Errorf("%w: %q has mode %v; only permission, setuid, setgid and sticky bits are allowed", ErrBundle, name, bf.Mode)
+		}
+		switch bf.Type {
+		case EntryFile:
+			if bf.Link != "" {
+				return nil, fmt.Errorf("%w: regular file %q has a link", ErrBundle, name)
+			}
+		case EntrySymlink:
+			if bf.Link == "" || len(bf.Link) > 4095 || strings.ContainsRune(bf.Link, 0) || bf.Size != 0 {
+				return nil, fmt.Errorf("%w: symlink %q: target %q must be 1–4095 bytes without NUL, size 0", ErrBundle, name, bf.Link)
+			}
+		case EntryHardlink:
+			to, ok := want[bf.Target+"/"+bf.Link]
+			if !ok || to.Type != EntryFile || bf.Size != 0 {
+				return nil, fmt.Errorf("%w: hard link %q must point to an earlier regular file of target %s (got %q)", ErrBundle, name, bf.Target, bf.Link)
+			}
+		default:
+			return nil, fmt.Errorf("%w: %q has type %q; use file, symlink or hardlink", ErrBundle, name, bf.Type)
+		}
+		want[name] = bf
+	}
+	// Nothing is written through a link or beneath a file: no entry's
+	// parent is another entry.
+	for name, bf := range want {
+		for dir := path.Dir(name); dir != bf.Target && dir != "."; dir = path.Dir(dir) {
+			if parent, ok := want[dir]; ok {
+				kind := "regular file"
+				if parent.Type != EntryFile {
+					kind = string(parent.Type)
+				}
+				return nil, fmt.Errorf("%w: %q lies beneath %q, a %s; nothing is written through a link or beneath a file", ErrBundle, name, dir, kind)
+			}
+		}
+	}
+	return want, nil
+}
+
+// matchEntry checks a tar header against its manifest entry.
+func matchEntry(h *tar.Header, bf *BundleFile) error {
+	wantFlag, wantLink := byte(tar.TypeReg), ""
+	switch bf.Type {
+	case EntrySymlink:
+		wantFlag, wantLink = tar.TypeSymlink, bf.Link
+	case EntryHardlink:
+		wantFlag, wantLink = tar.TypeLink, bf.Target+"/"+bf.Link
+	}
+	if h.Typeflag != wantFlag {
+		return fmt.Errorf("%w: entry %q is a %s, the manifest says %s (devices, FIFOs and directories are never allowed)", ErrBundle, h.Name, typeName(h.Typeflag), typeName(wantFlag))
+	}
+	if h.Linkname != wantLink {
+		return fmt.Errorf("%w: entry %q links to %q, the manifest says %q", ErrBundle, h.Name, h.Linkname, wantLink)
+	}
+	return nil
+}
+
 // DirSink writes a bundle into host directories, one per target, confined
-// to them (os.Root).
+// to them (os.Root: no path resolves outside its directory). It is a
+// LinkSink: symlinks are created as entries and never followed, an existing
+// entry of the same name is replaced, never written through.
 type DirSink map[string]string
+
+func (d DirSink) open(target, name string) (*os.Root, error) {
+	dir, ok := d[target]
+	if !ok {
+		return nil, fmt.Errorf("%w: no directory for target %q", ErrBundle, target)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	if parent := path.Dir(name); parent != "." {
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			root.Close()
+			return nil, err
+		}
+	}
+	// Replace, never write through, whatever is there (e.g. a symlink).
+	if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		root.Close()
+		return nil, err
+	}
+	return root, nil
+}
 
 // WriteFile implements Sink.
 func (d DirSink) WriteFile(target, name string, mode fs.FileMode, r io.Reader) error {
-	dir, ok := d[target]
-	if !ok {
-		return fmt.Errorf("%w: no directory for target %q", ErrBundle, target)
-	}
-	root, err := os.OpenRoot(dir)
+	root, err := d.open(target, name)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil && path.Dir(name) != "." {
-		return err
-	}
-	f, err := root.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode.Perm())
+	f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode.Perm())
 	if err != nil {
 		return err
 	}
@@ -338,5 +548,28 @@ func (d DirSink) WriteFile(target, name string, mode fs.FileMode, r io.Reader) e
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = root.Chmod(name, mode&modeBits)
+	}
 	return err
+}
+
+// Symlink implements LinkSink.
+func (d DirSink) Symlink(target, name, link string) error {
+	root, err := d.open(target, name)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return root.Symlink(link, name)
+}
+
+// Link implements LinkSink.
+func (d DirSink) Link(target, name, existing string) error {
+	root, err := d.open(target, name)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return root.Link(existing, name)
 }

@@ -29,10 +29,12 @@ const (
 
 // Installed is the install marker's content.
 type Installed struct {
-	Node      string    `json:"node"`
-	SystemID  string    `json:"systemID"`
-	Bundle    string    `json:"bundle"`
-	Attempt   int       `json:"attempt,omitempty"`
+	Node     string `json:"node"`
+	SystemID string `json:"systemID"`
+	Bundle   string `json:"bundle"`
+	Attempt  int    `json:"attempt,omitempty"`
+	// Run is the run id of the enrolment that installed the disk.
+	Run       string    `json:"run,omitempty"`
 	Installed time.Time `json:"installed"`
 }
 
@@ -223,7 +225,7 @@ func (in *Installer) populate(ctx context.Context, e *Enrollment, b *Bundle, app
 	opts := strings.TrimSpace(fmt.Sprintf("%s ultracloud.role=node ultracloud.node=%s ultracloud.root=PARTLABEL=%s",
 		in.KernelOptions, e.Node, rootLabel))
 	entry := fmt.Sprintf("title UltraCloud %s (%s)\nlinux /ultracloud/vmlinuz\ninitrd /ultracloud/initrd.img\noptions %s\n", e.Node, e.SystemID, opts)
-	marker, _ := json.MarshalIndent(Installed{Node: e.Node, SystemID: e.SystemID, Bundle: b.SHA256, Installed: time.Now().UTC()}, "", "  ")
+	marker, _ := json.MarshalIndent(Installed{Node: e.Node, SystemID: e.SystemID, Bundle: b.SHA256, Run: e.Run, Installed: time.Now().UTC()}, "", "  ")
 	for _, w := range []struct {
 		fw   *image.FSWriter
 		name string

@@ -201,6 +201,18 @@ func craftBundle(t testing.TB, m Manifest, entries []*tar.Header, bodies map[str
 	return p
 }
 
+func symOf(target, name, link string) BundleFile {
+	return BundleFile{Target: target, Path: name, Type: EntrySymlink, Link: link, Mode: 0o777}
+}
+
+func linkOf(target, name, existing string) BundleFile {
+	return BundleFile{Target: target, Path: name, Type: EntryHardlink, Link: existing, Mode: 0o644}
+}
+
+func symHdr(name, link string) *tar.Header {
+	return &tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: link, Mode: 0o777}
+}
+
 func entryOf(target, name, body string) BundleFile {
 	return BundleFile{Target: target, Path: name, Mode: 0o644, Size: int64(len(body)), SHA256: sha256Hex([]byte(body))}
 }
@@ -217,10 +229,21 @@ func TestExtractRefusesHostileBundles(t *testing.T) {
 	}{
 		{"dotdot", []BundleFile{ok, entryOf("root", "../x", "x")}, []*tar.Header{okHdr, {Name: "root/../x", Typeflag: tar.TypeReg}}, map[string]string{"root/etc/ok": "fine", "root/../x": "x"}, ".."},
 		{"absolute", []BundleFile{ok, entryOf("root", "/etc/x", "x")}, nil, nil, "must be relative"},
-		{"symlink to /", []BundleFile{ok}, []*tar.Header{{Name: "root/link", Typeflag: tar.TypeSymlink, Linkname: "/"}}, nil, "symlink"},
-		{"symlink then file through it", []BundleFile{ok, entryOf("root", "link/passwd", "pw")}, []*tar.Header{{Name: "root/link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, {Name: "root/link/passwd", Typeflag: tar.TypeReg}}, map[string]string{"root/link/passwd": "pw"}, "symlink"},
-		{"hard link", []BundleFile{ok}, []*tar.Header{okHdr, {Name: "root/hard", Typeflag: tar.TypeLink, Linkname: "root/etc/ok"}}, map[string]string{"root/etc/ok": "fine"}, "hard link"},
-		{"char device", []BundleFile{ok}, []*tar.Header{{Name: "root/dev/mem", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 1}}, nil, "device node"},
+		{"symlink not in manifest", []BundleFile{ok}, []*tar.Header{{Name: "root/link", Typeflag: tar.TypeSymlink, Linkname: "/"}}, nil, "not in the manifest"},
+		{"symlink then file through it", []BundleFile{ok, symOf("root", "link", "/etc"), entryOf("root", "link/passwd", "pw")}, []*tar.Header{okHdr, symHdr("root/link", "/etc"), {Name: "root/link/passwd", Typeflag: tar.TypeReg}}, map[string]string{"root/etc/ok": "fine", "root/link/passwd": "pw"}, `beneath "root/link", a symlink`},
+		{"relative symlink then file through it", []BundleFile{ok, symOf("root", "l", "etc"), entryOf("root", "l/ok2", "pw")}, []*tar.Header{okHdr, symHdr("root/l", "etc"), {Name: "root/l/ok2", Typeflag: tar.TypeReg}}, map[string]string{"root/etc/ok": "fine", "root/l/ok2": "pw"}, "a symlink"},
+		{"dotdot symlink then file through it", []BundleFile{symOf("root", "up", ".."), entryOf("root", "up/x", "x")}, []*tar.Header{symHdr("root/up", ".."), {Name: "root/up/x", Typeflag: tar.TypeReg}}, map[string]string{"root/up/x": "x"}, "a symlink"},
+		{"file then file beneath it", []BundleFile{entryOf("root", "a", "a"), entryOf("root", "a/b", "b")}, []*tar.Header{{Name: "root/a", Typeflag: tar.TypeReg}, {Name: "root/a/b", Typeflag: tar.TypeReg}}, map[string]string{"root/a": "a", "root/a/b": "b"}, "a regular file"},
+		{"hard link outside", []BundleFile{ok, linkOf("root", "hard", "../../etc/passwd")}, []*tar.Header{okHdr, {Name: "root/hard", Typeflag: tar.TypeLink, Linkname: "root/../../etc/passwd"}}, map[string]string{"root/etc/ok": "fine"}, "earlier regular file"},
+		{"hard link to a later entry", []BundleFile{linkOf("root", "hard", "etc/ok"), ok}, []*tar.Header{{Name: "root/hard", Typeflag: tar.TypeLink, Linkname: "root/etc/ok"}, okHdr}, map[string]string{"root/etc/ok": "fine"}, "earlier regular file"},
+		{"hard link to a symlink", []BundleFile{symOf("root", "s", "/etc/shadow"), linkOf("root", "hard", "s")}, []*tar.Header{symHdr("root/s", "/etc/shadow"), {Name: "root/hard", Typeflag: tar.TypeLink, Linkname: "root/s"}}, nil, "earlier regular file"},
+		{"hard link across targets", []BundleFile{ok, linkOf("esp", "hard", "etc/ok")}, []*tar.Header{okHdr, {Name: "esp/hard", Typeflag: tar.TypeLink, Linkname: "root/etc/ok"}}, map[string]string{"root/etc/ok": "fine"}, "target esp"},
+		{"hard link not as the manifest says", []BundleFile{ok, linkOf("root", "hard", "etc/ok")}, []*tar.Header{okHdr, {Name: "root/hard", Typeflag: tar.TypeLink, Linkname: "/etc/passwd"}}, map[string]string{"root/etc/ok": "fine"}, "links to"},
+		{"symlink target not as the manifest says", []BundleFile{symOf("root", "s", "/nix/store/a")}, []*tar.Header{symHdr("root/s", "/etc")}, nil, "links to"},
+		{"symlink with NUL", []BundleFile{symOf("root", "s", "a\x00b")}, nil, nil, "without NUL"},
+		{"char device", []BundleFile{ok}, []*tar.Header{{Name: "root/etc/ok", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 1}}, nil, "device node"},
+		{"device type in manifest", []BundleFile{{Target: "root", Path: "dev/mem", Type: "chardev"}}, nil, nil, `type "chardev"`},
+		{"device mode in manifest", []BundleFile{{Target: "root", Path: "dev/mem", Mode: fs.ModeDevice | 0o644}}, nil, nil, "only permission"},
 		{"not in manifest", []BundleFile{ok}, []*tar.Header{okHdr, {Name: "root/extra", Typeflag: tar.TypeReg}}, map[string]string{"root/etc/ok": "fine", "root/extra": "x"}, "not in the manifest"},
 		{"wrong content", []BundleFile{ok}, []*tar.Header{okHdr}, map[string]string{"root/etc/ok": "FINE"}, "sha256"},
 		{"missing file", []BundleFile{ok, entryOf("esp", "a", "a")}, []*tar.Header{okHdr}, map[string]string{"root/etc/ok": "fine"}, "lacks"},
@@ -273,8 +296,10 @@ func TestPackBundleReproducible(t *testing.T) {
 // never panics.
 func FuzzExtractBundle(f *testing.F) {
 	dir := f.TempDir()
-	os.MkdirAll(filepath.Join(dir, "root"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "root/bin"), 0o755)
 	os.WriteFile(filepath.Join(dir, "root/x"), []byte("x"), 0o644)
+	os.Symlink("/nix/store/abc-hello/bin/hello", filepath.Join(dir, "root/bin/hello"))
+	os.Link(filepath.Join(dir, "root/x"), filepath.Join(dir, "root/y"))
 	b, _ := PackBundle(context.Background(), dir, "s", f.TempDir())
 	seed, _ := os.ReadFile(b.Path)
 	f.Add(seed)
@@ -282,21 +307,170 @@ func FuzzExtractBundle(f *testing.F) {
 		base := t.TempDir()
 		p := filepath.Join(base, "b.tar.zst")
 		os.WriteFile(p, data, 0o644)
-		sink := DirSink{TargetRoot: filepath.Join(base, "root"), TargetESP: filepath.Join(base, "esp")}
-		os.Mkdir(sink[TargetRoot], 0o755)
-		os.Mkdir(sink[TargetESP], 0o755)
+		sink := confinedSinks(t, base)
 		(&Bundle{Path: p}).Extract(context.Background(), sink)
-		filepath.WalkDir(base, func(q string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type()&fs.ModeSymlink != 0 {
-				t.Fatalf("symlink created: %s", q)
+		assertConfined(t, base, sink)
+	})
+}
+
+// Escape attempts built from links: a symlink named name pointing at link,
+// then a file written at through. Whatever the names, nothing lands outside
+// the sinks and no file is written through a symlink.
+func FuzzExtractLinks(f *testing.F) {
+	f.Add("link", "/etc", "link/passwd")
+	f.Add("l", "..", "l/x")
+	f.Add("a/b", "../../..", "a/b/c")
+	f.Add("s", "s", "t")
+	f.Add("etc", "/", "etc/shadow")
+	f.Fuzz(func(t *testing.T, name, link, through string) {
+		files := []BundleFile{symOf("root", name, link), entryOf("root", through, "pwned")}
+		hdrs := []*tar.Header{symHdr("root/"+name, link), {Name: "root/" + through, Typeflag: tar.TypeReg}}
+		base := t.TempDir()
+		p := craftBundle(t, Manifest{SystemID: "x", Files: files}, hdrs, map[string]string{"root/" + through: "pwned"})
+		sink := confinedSinks(t, base)
+		(&Bundle{Path: p}).Extract(context.Background(), sink)
+		assertConfined(t, base, sink)
+	})
+}
+
+// confinedSinks makes root and esp sinks in base, beside a sentinel dir
+// that must stay empty.
+func confinedSinks(t *testing.T, base string) DirSink {
+	sink := DirSink{TargetRoot: filepath.Join(base, "root"), TargetESP: filepath.Join(base, "esp")}
+	for _, d := range []string{sink[TargetRoot], sink[TargetESP], filepath.Join(base, "outside")} {
+		os.Mkdir(d, 0o755)
+	}
+	return sink
+}
+
+// assertConfined: base holds only the sinks, the sentinel (still empty) and
+// the bundle file; below the sinks no regular file has a symlink among its
+// parents, and no setuid or setgid bit is set.
+func assertConfined(t *testing.T, base string, sink DirSink) {
+	t.Helper()
+	ents, _ := os.ReadDir(base)
+	for _, e := range ents {
+		switch e.Name() {
+		case "root", "esp", "outside", "b.tar.zst", "hostile.tar.zst":
+		default:
+			t.Fatalf("written outside the sinks: %s", e.Name())
+		}
+	}
+	if out, _ := os.ReadDir(filepath.Join(base, "outside")); len(out) != 0 {
+		t.Fatalf("written outside the sinks: outside/%s", out[0].Name())
+	}
+	for _, dir := range sink {
+		filepath.WalkDir(dir, func(q string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return nil
+			}
+			rel, _ := filepath.Rel(dir, q)
+			for p := filepath.Dir(rel); p != "."; p = filepath.Dir(p) {
+				if st, err := os.Lstat(filepath.Join(dir, p)); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+					t.Fatalf("%s was written through the symlink %s", q, p)
+				}
+			}
+			if info, _ := d.Info(); info != nil && info.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+				t.Fatalf("%s kept a setuid/setgid bit", q)
 			}
 			return nil
 		})
-		ents, _ := os.ReadDir(base)
-		if len(ents) != 3 {
-			t.Fatalf("entries outside the sinks: %v", ents)
+	}
+}
+
+// A tree shaped like a Nix closure (absolute and relative symlinks, a
+// dangling one, a symlinked directory, hard links, a setuid file)
+// round-trips; setuid/setgid are stripped unless asked for.
+func TestBundleSymlinkedTreeRoundTrips(t *testing.T) {
+	src := t.TempDir()
+	store := "root/nix/store/0a1b2c-hello-2.12"
+	for _, d := range []string{store + "/bin", store + "/lib", "root/run", "esp/EFI"} {
+		os.MkdirAll(filepath.Join(src, d), 0o755)
+	}
+	write := func(name, data string, mode fs.FileMode) {
+		p := filepath.Join(src, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
 		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(store+"/bin/hello", "#!/bin/sh\necho hello\n", 0o755)
+	write(store+"/lib/libhello.so.1.0", "ELF", 0o644)
+	write(store+"/bin/su", "setuid", 0o755|fs.ModeSetuid)
+	write("esp/EFI/boot.efi", "efi", 0o644)
+	links := map[string]string{
+		"root/run/current-system":     "/nix/store/0a1b2c-hello-2.12",
+		store + "/lib/libhello.so.1":  "libhello.so.1.0",
+		store + "/lib/libhello.so":    "libhello.so.1",
+		store + "/bin/dangling":       "../nowhere",
+		"root/nix/store/0a1b2c-alias": "0a1b2c-hello-2.12",
+	}
+	for name, link := range links {
+		if err := os.Symlink(link, filepath.Join(src, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(src, store+"/bin/hello"), filepath.Join(src, store+"/bin/hello-again")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := PackBundle(context.Background(), src, "sys-closure", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[EntryType]int{}
+	for _, f := range b.Manifest.Files {
+		types[f.Type]++
+	}
+	if types[EntrySymlink] != len(links) || types[EntryHardlink] != 1 {
+		t.Fatalf("manifest types %v", types)
+	}
+	for _, keep := range []bool{false, true} {
+		base := t.TempDir()
+		sink := confinedSinks(t, base)
+		var opts []ExtractOption
+		if keep {
+			opts = append(opts, KeepSetID())
+		}
+		if err := b.Extract(context.Background(), sink, opts...); err != nil {
+			t.Fatal(err)
+		}
+		dst := func(name string) string {
+			target, rel, _ := strings.Cut(name, "/")
+			return filepath.Join(sink[target], rel)
+		}
+		for name, link := range links {
+			if got, err := os.Readlink(dst(name)); err != nil || got != link {
+				t.Errorf("%s: symlink %q %v, want %q", name, got, err, link)
+			}
+		}
+		if data, err := os.ReadFile(dst(store + "/lib/libhello.so")); err != nil || string(data) != "ELF" {
+			t.Errorf("symlink chain inside the tree: %q %v", data, err)
+		}
+		a, _ := os.Stat(dst(store + "/bin/hello"))
+		c, _ := os.Stat(dst(store + "/bin/hello-again"))
+		if a == nil || c == nil || !os.SameFile(a, c) || a.Mode().Perm() != 0o755 {
+			t.Errorf("hard link not kept: %v %v", a, c)
+		}
+		su, _ := os.Stat(dst(store + "/bin/su"))
+		if got := su.Mode()&fs.ModeSetuid != 0; got != keep {
+			t.Errorf("KeepSetID=%v: setuid %v", keep, got)
+		}
+		if !keep {
+			assertConfined(t, base, sink)
+		}
+	}
+	// A sink that writes regular files only refuses the links before it
+	// writes anything.
+	var wrote []string
+	plain := sinkFunc(func(target, name string, _ fs.FileMode, r io.Reader) error {
+		wrote = append(wrote, name)
+		return nil
 	})
+	if err := b.Extract(context.Background(), plain); !errors.Is(err, ErrBundle) || !strings.Contains(err.Error(), "writes regular files only") || len(wrote) != 0 {
+		t.Fatalf("plain sink: %v, wrote %v", err, wrote)
+	}
 }
 
 func sha256Hex(b []byte) string {

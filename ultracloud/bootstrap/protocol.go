@@ -79,6 +79,9 @@ type Enrollment struct {
 	TargetDisk string    `json:"targetDisk"`
 	Bundle     BundleRef `json:"bundle"`
 	SystemID   string    `json:"systemID"`
+	// Run is the server's run id (see ServerConfig.RunID): the installer
+	// writes it into its marker, so a disk shows which run installed it.
+	Run string `json:"run,omitempty"`
 }
 
 // PhaseReport is the body of a phase report.
@@ -94,6 +97,8 @@ type PhaseEvent struct {
 	Reason  string    `json:"reason,omitempty"`
 	At      time.Time `json:"at"`
 	Attempt int       `json:"attempt"`
+	// Run is the run id the node was enrolled in when it reported.
+	Run string `json:"run,omitempty"`
 }
 
 // Desired is what a node should run.

@@ -55,6 +55,12 @@ type ServerConfig struct {
 	// AdminToken opens /api/v1/admin/*; empty disables the admin API over
 	// HTTP (the in-process API always works).
 	AdminToken string
+	// RunID names the run this server serves. Enrolments and every phase
+	// event are stamped with it, and WaitPhase accepts only events of this
+	// run: a server reopened on the state of an earlier run never satisfies
+	// a wait with that run's phases. Empty: events are not scoped (a
+	// standalone server that continues across restarts).
+	RunID string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -70,12 +76,14 @@ type bundleInfo struct {
 type nodeState struct {
 	Name string `json:"name"`
 	// Version increases with every change; a write never replaces a newer one.
-	Version    uint64       `json:"version"`
-	TokenHash  string       `json:"tokenHash,omitempty"`
-	Attempt    int          `json:"attempt"`
-	Identity   *Identity    `json:"identity,omitempty"`
-	EnrolledAt time.Time    `json:"enrolledAt,omitzero"`
-	Phases     []PhaseEvent `json:"phases"`
+	Version    uint64    `json:"version"`
+	TokenHash  string    `json:"tokenHash,omitempty"`
+	Attempt    int       `json:"attempt"`
+	Identity   *Identity `json:"identity,omitempty"`
+	EnrolledAt time.Time `json:"enrolledAt,omitzero"`
+	// Run is the run id of the current enrolment.
+	Run    string       `json:"run,omitempty"`
+	Phases []PhaseEvent `json:"phases"`
 }
 
 // current returns the phase of the current attempt ("" before any).
@@ -98,6 +106,7 @@ type NodeStatus struct {
 	Name       string       `json:"name"`
 	Enrolled   bool         `json:"enrolled"`
 	Attempt    int          `json:"attempt"`
+	Run        string       `json:"run,omitempty"`
 	EnrolledAt time.Time    `json:"enrolledAt,omitzero"`
 	Phase      Phase        `json:"phase,omitempty"`
 	Phases     []PhaseEvent `json:"phases"`
@@ -425,6 +434,7 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 	next.Version++
 	next.Identity = &id
 	next.EnrolledAt = time.Now().UTC()
+	next.Run = s.cfg.RunID
 	s.state[spec.Name] = &next
 	s.tokens[next.TokenHash] = spec.Name
 	s.mu.Unlock()
@@ -432,9 +442,9 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 		writeError(w, http.StatusInternalServerError, "persist enrolment: "+err.Error())
 		return
 	}
-	s.broadcast(PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt})
+	s.broadcast(PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt, Run: next.Run})
 	s.log.Info("machine enrolled", "node", spec.Name, "attempt", next.Attempt)
-	e := Enrollment{Node: spec.Name, Role: spec.Role, Token: token, Plan: spec.Plan, TargetDisk: spec.TargetDisk, SystemID: spec.SystemID}
+	e := Enrollment{Node: spec.Name, Role: spec.Role, Token: token, Plan: spec.Plan, TargetDisk: spec.TargetDisk, SystemID: spec.SystemID, Run: next.Run}
 	if bi, ok := s.bundles[spec.Name]; ok {
 		e.Bundle = BundleRef{URL: strings.TrimRight(s.cfg.PublicURL, "/") + "/api/v1/bundles/" + bi.sha, Size: bi.size, SHA256: bi.sha}
 	}
@@ -524,7 +534,7 @@ func (s *PhoneHomeServer) record(node string, rep PhaseReport) (int, PhaseEvent,
 		s.mu.Unlock()
 		return http.StatusConflict, PhaseEvent{}, fmt.Errorf("%w: %s is at %s; phases only move forward (got %s)", ErrConflict, node, cur.Phase, rep.Phase)
 	}
-	ev := PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt}
+	ev := PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt, Run: ns.Run}
 	next := *ns
 	next.Version++
 	next.Phases = append(slices.Clone(ns.Phases), ev)
@@ -588,7 +598,7 @@ func (s *PhoneHomeServer) Nodes() []NodeStatus {
 	for _, name := range sortedKeys(s.specs) {
 		st := NodeStatus{Name: name, Phases: []PhaseEvent{}}
 		if ns := s.state[name]; ns != nil {
-			st.Enrolled, st.Attempt, st.EnrolledAt = ns.TokenHash != "", ns.Attempt, ns.EnrolledAt
+			st.Enrolled, st.Attempt, st.EnrolledAt, st.Run = ns.TokenHash != "", ns.Attempt, ns.EnrolledAt, ns.Run
 			st.Phases = slices.Clone(ns.Phases)
 			if cur, ok := ns.current(); ok {
 				st.Phase = cur.Phase
@@ -615,8 +625,9 @@ func (s *PhoneHomeServer) Discovered() []Discovery {
 }
 
 // WaitPhase waits until node reports phase (or a later one) in its current
-// attempt. It returns at once with ErrNodeFailed (and the node's reason)
-// when the node reports failed.
+// attempt of this server's run (ServerConfig.RunID): an attempt enrolled in
+// another run counts as nothing yet. It returns at once with ErrNodeFailed
+// (and the node's reason) when the node reports failed.
 func (s *PhoneHomeServer) WaitPhase(ctx context.Context, node string, phase Phase) (PhaseEvent, error) {
 	if _, ok := s.specs[node]; !ok {
 		return PhaseEvent{}, fmt.Errorf("%w: no node %q", ErrUnknownMachine, node)
@@ -627,7 +638,7 @@ func (s *PhoneHomeServer) WaitPhase(ctx context.Context, node string, phase Phas
 		changed := s.changed
 		var cur PhaseEvent
 		var has bool
-		if ns != nil {
+		if ns != nil && ns.Run == s.cfg.RunID {
 			cur, has = ns.current()
 		}
 		s.mu.Unlock()

@@ -25,7 +25,12 @@ type testServer struct {
 
 func startServer(t testing.TB, stateDir string, nodes []NodeSpec) *testServer {
 	t.Helper()
-	srv, err := NewPhoneHomeServer(ServerConfig{StateDir: stateDir, Nodes: nodes, AdminToken: "admin-secret"})
+	return startServerRun(t, stateDir, nodes, "")
+}
+
+func startServerRun(t testing.TB, stateDir string, nodes []NodeSpec, run string) *testServer {
+	t.Helper()
+	srv, err := NewPhoneHomeServer(ServerConfig{StateDir: stateDir, Nodes: nodes, AdminToken: "admin-secret", RunID: run})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +303,58 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 	if err := c2.ReportPhase(ctx, "node-a", PhasePlanFetched, ""); !errors.Is(err, ErrConflict) {
 		t.Fatalf("ordering survives restart: %v", err)
+	}
+}
+
+// A server reopened on an earlier run's state never satisfies a wait with
+// that run's events: the node must enrol and report again in this run.
+func TestWaitPhaseOnlyThisRun(t *testing.T) {
+	state := t.TempDir()
+	nodes := twoNodes(t)
+	ctx := context.Background()
+	ts := startServerRun(t, state, nodes, "run-1")
+	c := fastClient(ts.url)
+	e, err := c.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}})
+	if err != nil || e.Run != "run-1" {
+		t.Fatalf("enrolment %+v %v", e, err)
+	}
+	for _, p := range Phases() {
+		if err := c.ReportPhase(ctx, "node-a", p, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev, err := ts.WaitPhase(ctx, "node-a", PhaseActive); err != nil || ev.Run != "run-1" {
+		t.Fatalf("same run: %+v %v", ev, err)
+	}
+	ts.stop()
+
+	ts2 := startServerRun(t, state, nodes, "run-2")
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = ts2.WaitPhase(wctx, "node-a", PhasePlanFetched)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "nothing yet") {
+		t.Fatalf("run-2 accepted run-1's events: %v", err)
+	}
+	// The old token still reports, but into the old run: not this run's.
+	old := NewClient(ts2.url, WithToken(c.Token()), WithRetries(1, 10*time.Millisecond))
+	_ = old.ReportPhase(ctx, "node-a", PhaseActive, "")
+	wctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = ts2.WaitPhase(wctx, "node-a", PhaseActive)
+	cancel()
+	if err == nil {
+		t.Fatal("a report under run-1's enrolment satisfied run-2's wait")
+	}
+	start := time.Now().UTC()
+	c2 := fastClient(ts2.url)
+	if e, err := c2.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil || e.Run != "run-2" {
+		t.Fatalf("re-enrol: %+v %v", e, err)
+	}
+	if err := c2.ReportPhase(ctx, "node-a", PhasePlanFetched, ""); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := ts2.WaitPhase(ctx, "node-a", PhasePlanFetched)
+	if err != nil || ev.Run != "run-2" || ev.At.Before(start) {
+		t.Fatalf("run-2 event %+v (start %v) %v", ev, start, err)
 	}
 }
 

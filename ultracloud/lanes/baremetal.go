@@ -163,11 +163,17 @@ func (b *baremetal) run(ctx context.Context) error {
 			Plan: raw, TargetDisk: "/dev/vda", Bundle: bundle.Path, SystemID: systemID})
 	}
 
+	// Every run owns its state: a fresh phone-home state, and a run id that
+	// enrolments and phase events carry (WaitPhase accepts only this run's).
+	stateDir := filepath.Join(b.cfg.WorkDir, "phone-home")
+	if err := os.RemoveAll(stateDir); err != nil {
+		return fmt.Errorf("reset phone-home state: %w", err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: filepath.Join(b.cfg.WorkDir, "phone-home"),
+	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: stateDir, RunID: b.report.RunID,
 		Nodes: specs, PublicURL: "http://" + GuestServerAddr, Logger: b.log})
 	if err != nil {
 		ln.Close()

@@ -2,11 +2,15 @@ package lanes
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +71,12 @@ func DeployerVMSmoke(ctx context.Context, cfg ultracloud.RunConfig, o DeployerSm
 	if err != nil {
 		return nil, err
 	}
-	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: filepath.Join(work, "phone-home"),
+	stateDir := filepath.Join(work, "phone-home")
+	if err := os.RemoveAll(stateDir); err != nil { // every run owns its state
+		ln.Close()
+		return nil, err
+	}
+	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: stateDir, RunID: r.RunID,
 		Nodes:     []bootstrap.NodeSpec{{Name: node, Role: "worker", MACs: []string{mac}, Bundle: b.Path, SystemID: sysID}},
 		PublicURL: "http://" + GuestServerAddr, Logger: cfg.Log()})
 	if err != nil {
@@ -116,27 +125,39 @@ func DeployerVMSmoke(ctx context.Context, cfg ultracloud.RunConfig, o DeployerSm
 		err = fmt.Errorf("the current system is not %s: %q", sysID, got)
 	}
 	r.AddStep(stepOf("switched", node, t3, err))
+	// The activated system is the host's, byte for byte: every file of the
+	// host-built tree is in the current system with the same sha256.
 	t4 := time.Now()
+	want, err := treeSHA256(filepath.Join(sysDir, "root"))
+	var got2 string
+	if err == nil {
+		got2, err = sh.Succeed(bctx, "cd /run/current-system/ && find . -type f -exec sha256sum {} +")
+	}
+	if err == nil {
+		err = sameTree(want, got2)
+	}
+	r.AddStep(stepOf("host-built-closure-activated", node, t4, err))
+	t5 := time.Now()
 	rec, err := sh.Succeed(bctx, "cat /var/lib/ultracloud/activation.json")
 	var act struct {
 		SystemID string `json:"systemID"`
 		Unpacked int    `json:"unpacked"`
-		Builds   int    `json:"builds"`
 		Switched bool   `json:"switched"`
 	}
 	if err == nil {
 		err = json.Unmarshal([]byte(rec), &act)
 	}
-	if err == nil && (act.Builds != 0 || !act.Switched || act.Unpacked == 0 || act.SystemID != sysID) {
-		err = fmt.Errorf("activation record says %+v", act)
+	if err == nil && (!act.Switched || act.Unpacked != len(want) || act.SystemID != sysID) {
+		err = fmt.Errorf("activation record says %+v; want %s switched with %d files unpacked", act, sysID, len(want))
 	}
 	if err == nil {
-		// No build tool exists in the guest: nothing could have been built.
+		// A guard on the guest, not a proof: no build tool exists there, so
+		// the activation cannot have built anything.
 		if tools, _ := sh.Succeed(bctx, "for t in nix nix-build nix-store gcc cc go make; do command -v $t || true; done"); strings.TrimSpace(tools) != "" {
 			err = fmt.Errorf("build tools present in the guest: %s", tools)
 		}
 	}
-	r.AddStep(stepOf("no-build", node, t4, err))
+	r.AddStep(stepOf("no-build", node, t5, err))
 	r.Finish(nil)
 	return r, nil
 }
@@ -146,4 +167,52 @@ func wrapOut(err error, out string) error {
 		return err
 	}
 	return fmt.Errorf("%w\n%s", err, strings.TrimSpace(out))
+}
+
+// treeSHA256 hashes every regular file below dir, by "./"-relative path.
+func treeSHA256(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		sum := sha256.Sum256(data)
+		out["./"+rel] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	return out, err
+}
+
+// sameTree compares want with sha256sum output, naming every difference.
+func sameTree(want map[string]string, sha256sum string) error {
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(sha256sum), "\n") {
+		if sum, name, ok := strings.Cut(line, "  "); ok {
+			got[name] = sum
+		}
+	}
+	var diffs []string
+	for name, sum := range want {
+		switch g, ok := got[name]; {
+		case !ok:
+			diffs = append(diffs, "missing "+name)
+		case g != sum:
+			diffs = append(diffs, fmt.Sprintf("%s: sha256 %s, host built %s", name, g, sum))
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			diffs = append(diffs, "not host-built: "+name)
+		}
+	}
+	if len(diffs) > 0 {
+		slices.Sort(diffs)
+		return fmt.Errorf("the current system is not the host-built closure:\n  %s", strings.Join(diffs, "\n  "))
+	}
+	return nil
 }

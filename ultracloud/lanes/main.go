@@ -16,8 +16,8 @@ import (
 )
 
 // Main is the body of a lane driver (examples/<lane>): it parses the common
-// flags, runs the registered lane and exits 0 (passed), 1 (failed) or 2
-// (could not run).
+// flags, runs the registered lane and exits 0 (passed), 1 (failed), 2
+// (could not run) or 3 (incomplete: steps skipped, nothing failed).
 //
 //	-work-dir DIR   run directory (default ./ultracloud-work/<lane>)
 //	-e2e            flake-check mode: no live view, JUnit to $out
@@ -76,10 +76,7 @@ func main(laneName string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, laneName+":", err)
 		return 2
 	}
-	if !r.Passed() {
-		return 1
-	}
-	return 0
+	return ExitCode(r)
 }
 
 // Interact runs commands typed on in inside m through its backdoor shell

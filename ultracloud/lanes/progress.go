@@ -76,6 +76,20 @@ func (p *progress) set(node, what string) {
 	}
 }
 
+// line prints a lasting line in every mode: above the live bars on a
+// terminal, as a plain timestamped line elsewhere, as a log line without a
+// writer.
+func (p *progress) line(node, what string) {
+	switch {
+	case p.p != nil:
+		fmt.Fprintf(p.p, "%7s  %-30s %s\n", time.Since(p.start).Round(time.Second), node, what)
+	case p.plain != nil:
+		fmt.Fprintf(p.plain, "%7s  %-30s %s\n", time.Since(p.start).Round(time.Second), node, what)
+	default:
+		p.log.Info("lane progress", "node", node, "done", what)
+	}
+}
+
 func (p *progress) close() {
 	if p.p == nil {
 		return

@@ -82,16 +82,27 @@ func SingleNodeQuickstart(ctx context.Context, cfg ultracloud.RunConfig, o Quick
 	for _, c := range profile.RequiredServices() {
 		comps = append(comps, c.Name)
 	}
-	dir := ""
-	if cfg.WorkDir != "" {
-		dir = filepath.Join(cfg.WorkDir, "nodes", node.Name)
-	}
+	view := newProgress(cfg.Progress, []string{node.Name}, cfg.Log())
+	defer view.close()
 	cmdline := "ultracloud.role=shell ultracloud.hostname=" + node.Name + " ultracloud.components=" + strings.Join(comps, ",")
 	if len(o.FailComponents) > 0 {
 		cmdline += " ultracloud.fail=" + strings.Join(o.FailComponents, ",")
 	}
+	// The topology decides the machine: vCPUs, memory, disks, NICs.
+	mc, err := vm.FromNode(topo, node, cfg.Host, nil)
+	if err != nil {
+		return nil, err
+	}
+	mc.Cmdline = cmdline
+	if cfg.WorkDir != "" {
+		mc.Dir = filepath.Join(cfg.WorkDir, "nodes", node.Name)
+		if err := os.RemoveAll(mc.Dir); err != nil { // every run boots blank disks
+			return nil, err
+		}
+	}
 	t0 := time.Now()
-	m, err := bootFixture(ctx, o.Fixture, cfg, vm.Config{Name: node.Name, Dir: dir, MemoryMiB: 512, VCPUs: 1, Cmdline: cmdline})
+	view.set(node.Name, "booting")
+	m, err := bootFixture(ctx, o.Fixture, cfg, mc)
 	keep := cfg.KeepVMs || os.Getenv(EnvKeepQuickstartVM) == "1"
 	if err == nil {
 		defer func() {
@@ -108,19 +119,31 @@ func SingleNodeQuickstart(ctx context.Context, cfg ultracloud.RunConfig, o Quick
 	}
 	r.AddStep(stepOf("boot", node.Name, t0, err))
 	if err != nil {
+		view.line(node.Name, fmt.Sprintf("boot: FAILED after %.1fs", time.Since(t0).Seconds()))
 		r.Finish(fmt.Errorf("%s: %w", node.Name, err))
 		return r, writeIfDir(r, cfg)
 	}
+	view.line(node.Name, fmt.Sprintf("boot: shell ready in %.1fs (%d vCPU, %d MiB, accelerator %s)", time.Since(t0).Seconds(), mc.VCPUs, mc.MemoryMiB, cfg.Host.Accelerator))
 	for _, c := range profile.RequiredServices() {
 		start := time.Now()
+		view.set(node.Name, "waiting for "+c.Name)
 		cctx, cancel := context.WithTimeout(ctx, timeout)
+		unit, probeRes := "active", "ok"
 		err := m.Shell().WaitForUnit(cctx, c.Unit())
+		if err != nil {
+			unit, probeRes = "not active", "not run"
+			if st, serr := m.Shell().Succeed(ctx, "systemctl is-active "+c.Unit()+" || true"); serr == nil && strings.TrimSpace(st) != "" {
+				unit = strings.TrimSpace(st)
+			}
+		}
 		probe := fixtureProbe(c.Name)
 		if p, ok := o.Probes[c.Name]; ok {
 			probe = p
 		}
 		if err == nil {
-			err = runProbe(cctx, m, probe)
+			if err = runProbe(cctx, m, probe); err != nil {
+				probeRes = "failed"
+			}
 		}
 		cancel()
 		if errors.Is(err, vm.ErrUnitFailed) {
@@ -129,6 +152,7 @@ func SingleNodeQuickstart(ctx context.Context, cfg ultracloud.RunConfig, o Quick
 			}
 		}
 		r.AddStep(stepOf(c.Name, node.Name, start, err))
+		view.line(node.Name, fmt.Sprintf("%-10s unit %s: %s, probe: %s, %.1fs", c.Name, c.Unit(), unit, probeRes, time.Since(start).Seconds()))
 		if err != nil {
 			r.Finish(fmt.Errorf("component %s is not ready: %w", c.Name, err))
 			return r, writeIfDir(r, cfg)

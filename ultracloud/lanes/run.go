@@ -21,6 +21,30 @@ type RunOptions struct {
 	Out io.Writer
 }
 
+// Exit codes of every lane driver (examples/<lane>, `ultracloud cluster`).
+const (
+	ExitPass = 0
+	// ExitFail: the lane ran and failed.
+	ExitFail = 1
+	// ExitCouldNotRun: bad flags, preflight refused, the lane could not run.
+	ExitCouldNotRun = 2
+	// ExitIncomplete: nothing failed but steps or members were skipped;
+	// skipped is not passed.
+	ExitIncomplete = 3
+)
+
+// ExitCode maps a finished report to the driver's exit code.
+func ExitCode(r *ultracloud.Report) int {
+	switch r.Status {
+	case ultracloud.StatusPass:
+		return ExitPass
+	case ultracloud.StatusIncomplete, ultracloud.StatusSkip:
+		return ExitIncomplete
+	default:
+		return ExitFail
+	}
+}
+
 // Run runs a registered lane as a driver does and prints where its report
 // is. The error is non-nil only when the lane could not run; the report
 // says whether it passed.
@@ -44,9 +68,9 @@ func Run(ctx context.Context, lane ultracloud.Lane, cfg ultracloud.RunConfig, o 
 		return nil, fmt.Errorf("lane %s: %w", lane.Name, err)
 	}
 	report := filepath.Join(cfg.WorkDir, "report")
-	fmt.Fprintf(o.Out, "\nlane %s: %s in %s (accelerator %s: %s)\n", lane.Name, r.Status,
-		r.Finished.Sub(r.Started).Round(1e9), r.Host.Accelerator, r.Host.AccelReason)
-	if r.Status == ultracloud.StatusFail {
+	fmt.Fprintf(o.Out, "\nlane %s: %s in %s; steps: %s (accelerator %s: %s)\n", lane.Name, r.Status,
+		r.Finished.Sub(r.Started).Round(1e9), r.Counts(), r.Host.Accelerator, r.Host.AccelReason)
+	if r.Status != ultracloud.StatusPass {
 		fmt.Fprintf(o.Out, "reason: %s\n", r.Reason)
 	}
 	fmt.Fprintf(o.Out, "report:   %s\njunit:    %s\n", filepath.Join(report, "report.json"), filepath.Join(report, "junit.xml"))

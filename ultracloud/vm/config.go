@@ -142,20 +142,63 @@ type Config struct {
 	ConsoleEcho func(line string)
 }
 
-// FromNode derives a machine config from a topology node; boot media and
-// disks come from the node, the accelerator and firmware from host.
-func FromNode(n ultracloud.Node, host ultracloud.HostEnv) Config {
+// PortFunc returns the switch port (a unix socket, see Switch.Port) that
+// node's NIC on the VLAN network plugs into.
+type PortFunc func(network, node string) (string, error)
+
+// FromNode derives the machine of node n in topology t: vCPUs, memory,
+// firmware, boot media, disks (blank at their Size in the machine's Dir
+// unless the node names an image) and NICs. A NIC on a user network becomes
+// a restricted user-mode uplink; a NIC on a VLAN is plugged into the port
+// that port returns (nil port: VLAN NICs are an error). The topology decides
+// sizes; callers add only what is theirs (guestfwd rules, kernel command
+// line, Dir).
+func FromNode(t ultracloud.Topology, n ultracloud.Node, host ultracloud.HostEnv, port PortFunc) (Config, error) {
 	c := Config{
 		Name: n.Name, Host: host, MemoryMiB: n.MemoryMiB, VCPUs: n.VCPUs, Firmware: n.Firmware,
 		Kernel: n.Boot.Kernel, Initrd: n.Boot.Initrd, Cmdline: n.Boot.Cmdline, CDROM: n.Boot.ISO,
 	}
 	for _, d := range n.Disks {
-		c.Disks = append(c.Disks, DiskConfig{ID: d.Name, Path: d.Image, Size: d.Size, Bus: d.Bus})
+		dc := DiskConfig{ID: d.Name, Path: d.Image, Size: d.Size, Bus: d.Bus}
+		if strings.HasSuffix(d.Image, ".qcow2") {
+			dc.Format = FormatQCOW2
+		}
+		c.Disks = append(c.Disks, dc)
 	}
+	kinds := map[string]ultracloud.NetworkKind{}
+	for _, nw := range t.Networks {
+		kinds[nw.Name] = nw.Kind
+	}
+	var problems []string
 	for i, nic := range n.NICs {
-		c.NICs = append(c.NICs, NICConfig{ID: fmt.Sprintf("nic%d", i), MAC: nic.MAC})
+		nc := NICConfig{ID: nic.Network, MAC: nic.MAC}
+		switch kinds[nic.Network] {
+		case ultracloud.NetworkUser:
+			nc.User = true
+		case ultracloud.NetworkVLAN:
+			if port == nil {
+				problems = append(problems, fmt.Sprintf("nics[%d]: network %q is a VLAN; pass a PortFunc (e.g. a Switch's Port)", i, nic.Network))
+				continue
+			}
+			p, err := port(nic.Network, n.Name)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("nics[%d]: port on %q: %v", i, nic.Network, err))
+				continue
+			}
+			nc.SwitchPort = p
+		default:
+			problems = append(problems, fmt.Sprintf("nics[%d]: network %q is not one of topology %q's networks", i, nic.Network, t.Name))
+			continue
+		}
+		if slices.ContainsFunc(c.NICs, func(o NICConfig) bool { return o.ID == nc.ID }) {
+			nc.ID = fmt.Sprintf("%s%d", nic.Network, i)
+		}
+		c.NICs = append(c.NICs, nc)
 	}
-	return c
+	if len(problems) > 0 {
+		return c, fmt.Errorf("%w: node %q of topology %q:\n  - %s", ErrConfig, n.Name, t.Name, strings.Join(problems, "\n  - "))
+	}
+	return c, nil
 }
 
 // fill applies defaults and validates.

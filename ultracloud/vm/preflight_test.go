@@ -11,18 +11,23 @@ import (
 	"github.com/photoncloud/testkit/ultracloud"
 )
 
-// This host: /dev/kvm exists but is PVM. The verdict must be "not usable"
-// with the reason, and auto must pick tcg.
+// This host, whatever kind it is: only invariants that hold on every host
+// kind. Host kinds themselves (PVM /dev/kvm, kvm_pvm without /dev/kvm, real
+// KVM, …) are the fake-host-root cases of TestPreflightVerdicts.
 func TestPreflightThisHost(t *testing.T) {
 	env, err := Preflight(context.Background(), WithGetenv(func(string) string { return "" }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", env)
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
-		if env.KVMUsable || !strings.Contains(env.KVMReason, "PVM") || env.Accelerator != ultracloud.AccelTCG {
-			t.Fatalf("PVM host: usable=%v reason=%q accel=%s", env.KVMUsable, env.KVMReason, env.Accelerator)
-		}
+	if env.KVMReason == "" || env.AccelReason == "" {
+		t.Fatalf("verdicts must carry reasons: kvm %q accel %q", env.KVMReason, env.AccelReason)
+	}
+	if want := map[bool]ultracloud.Accel{true: ultracloud.AccelKVM, false: ultracloud.AccelTCG}[env.KVMUsable]; env.Accelerator != want {
+		t.Fatalf("auto with usable=%v picked %s, want %s", env.KVMUsable, env.Accelerator, want)
+	}
+	if env.KVMUsable && !env.KVMPresent {
+		t.Fatalf("usable KVM without /dev/kvm: %+v", env)
 	}
 	if env.CPUs < 1 || env.MemoryMiB < 1 {
 		t.Fatalf("cpus %d mem %d", env.CPUs, env.MemoryMiB)
@@ -65,6 +70,7 @@ func TestPreflightVerdicts(t *testing.T) {
 		wantAccel ultracloud.Accel
 	}{
 		{name: "no kvm", files: nil, usable: false, reason: "does not exist", wantAccel: ultracloud.AccelTCG},
+		{name: "kvm_pvm loaded, no /dev/kvm", files: []string{"sys/module/kvm_pvm/", "sys/module/kvm/"}, reason: "does not exist", wantAccel: ultracloud.AccelTCG},
 		{name: "pvm", files: []string{"dev/kvm", "sys/module/kvm_pvm/", "sys/module/kvm/"}, reason: "PVM", wantAccel: ultracloud.AccelTCG},
 		{name: "intel", files: []string{"dev/kvm", "sys/module/kvm_intel/parameters/nested"}, usable: true, reason: "kvm_intel", wantAccel: ultracloud.AccelKVM},
 		{name: "no vendor module", files: []string{"dev/kvm"}, reason: "neither", wantAccel: ultracloud.AccelTCG},
