@@ -132,6 +132,10 @@ func runInit() {
 		g.logf("busybox --install: %v", err)
 	}
 
+	if err := g.users(); err != nil {
+		g.logf("users: %v", err)
+	}
+
 	n, failed := g.loadModules("/etc/ultracloud/modules.order")
 	g.marker(ultracloud.PhaseModulesLoaded, "count", fmt.Sprint(n), "failed", fmt.Sprint(failed))
 

@@ -8,7 +8,10 @@
 // off on a fatal error instead of leaving a dead PID 1 spinning.
 //
 // The same binary is multi-call: invoked as `systemctl` it is the client of
-// the component supervisor; as `ultracloud-guest component NAME` it is a
+// the component supervisor; as `journalctl` it reads the units' logs; as
+// `poweroff`, `reboot` or `halt` it asks PID 1 to stop the units and power
+// off, reboot or halt; as `nc` and `timeout` it answers like NixOS's
+// netcat (-z) and coreutils timeout (exit 124); as `ultracloud-guest component NAME` it is a
 // fixture component (an honest test double that serves /health); as
 // `ultracloud-guest activate --server URL` it switches to a prebuilt system
 // from the phone-home server without building anything.
@@ -23,6 +26,7 @@
 //	ultracloud.node=NAME                   node: its name
 //	ultracloud.components=a,b,c            fixture components to run
 //	ultracloud.fail=a,b                    components whose double fails
+//	ultracloud.users=alice,bob             extra login users (uid 1000…)
 package main
 
 import (
@@ -35,6 +39,14 @@ func main() {
 	switch filepath.Base(os.Args[0]) {
 	case "systemctl":
 		os.Exit(systemctlMain(os.Args[1:], os.Stdout, os.Stderr))
+	case "journalctl":
+		os.Exit(journalctlMain(os.Args[1:], os.Stdout, os.Stderr))
+	case verbPoweroff, verbReboot, verbHalt:
+		os.Exit(powerMain(filepath.Base(os.Args[0]), os.Stderr))
+	case "nc":
+		os.Exit(ncMain(os.Args[1:], os.Stderr))
+	case "timeout":
+		os.Exit(timeoutMain(os.Args[1:], os.Stderr))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "component" {
 		os.Exit(componentMain(os.Args[2:]))

@@ -53,6 +53,10 @@ type supervisor struct {
 	mu    sync.Mutex
 	units map[string]*unit
 	order []string
+	// shuttingDown is set once a power verb started the shutdown.
+	shuttingDown bool
+	// jobSeq numbers jobs (start/stop in progress) as systemd does.
+	jobSeq int
 }
 
 func newSupervisor(g *guest) *supervisor {
@@ -290,6 +294,12 @@ func (s *supervisor) handle(c net.Conn) {
 		if err = s.stop(name); err == nil {
 			err = s.start(name)
 		}
+	case verbPoweroff, verbReboot, verbHalt:
+		// Answer first: the caller (a shell, a unit) is ended by the shutdown.
+		json.NewEncoder(c).Encode(response{})
+		c.Close()
+		go s.shutdown(req.Verb)
+		return
 	case "status":
 	case "list":
 		s.mu.Lock()

@@ -103,7 +103,7 @@ func systemctlMain(args []string, stdout, stderr io.Writer) int {
 			all := properties(r.Status)
 			keys := props
 			if len(keys) == 0 {
-				keys = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestarts", "ExecMainStatus"}
+				keys = []string{"Id", "Names", "Description", "LoadState", "ActiveState", "SubState", "Result", "MainPID", "NRestarts", "ExecMainStatus", "UnitFileState"}
 			}
 			for _, k := range keys {
 				v, ok := all[k]
@@ -161,6 +161,39 @@ func systemctlMain(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		return code
+	case verbPoweroff, verbReboot, verbHalt:
+		return powerMain(verb, stderr)
+	case "list-jobs":
+		// A start or stop in progress is a job, as in systemd; the NixOS
+		// driver's wait_for_unit reads "No jobs running." to fail an
+		// inactive unit at once.
+		r, err := ask("list", "")
+		if err != nil {
+			return fail(err)
+		}
+		var jobs []string
+		for i, st := range r.Units {
+			kind := ""
+			switch st.State {
+			case stateActivating:
+				kind = "start"
+			case stateDeactivating:
+				kind = "stop"
+			}
+			if kind != "" {
+				jobs = append(jobs, fmt.Sprintf("%3d %-32s %-5s running", i+1, unitID(st.Name), kind))
+			}
+		}
+		if len(jobs) == 0 {
+			fmt.Fprintln(stdout, "No jobs running.")
+			return exitOK
+		}
+		fmt.Fprintf(stdout, "JOB %-32s TYPE  STATE\n", "UNIT")
+		for _, j := range jobs {
+			fmt.Fprintln(stdout, j)
+		}
+		fmt.Fprintf(stdout, "\n%d jobs listed.\n", len(jobs))
+		return exitOK
 	case "list-units":
 		r, err := ask("list", "")
 		if err != nil {
@@ -171,7 +204,7 @@ func systemctlMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	case "":
-		fmt.Fprintln(stderr, "systemctl (UltraCloud fixture): is-active, is-failed, show, start, stop, restart, status, list-units")
+		fmt.Fprintln(stderr, "systemctl (UltraCloud fixture): is-active, is-failed, show, start, stop, restart, status, list-units, list-jobs, poweroff, reboot, halt")
 		return exitFailure
 	}
 	fmt.Fprintf(stderr, "Unknown command verb %s.\n", verb)
@@ -181,12 +214,20 @@ func systemctlMain(args []string, stdout, stderr io.Writer) int {
 func unitID(u string) string { return unitName(u) + ".service" }
 
 func properties(st unitStatus) map[string]string {
-	load := "loaded"
+	load, desc, fileState := "loaded", "UltraCloud fixture component "+st.Name+" (test double)", "enabled"
 	if !st.Known {
-		load = "not-found"
+		load, desc, fileState = "not-found", unitID(st.Name), ""
+	}
+	result := "success"
+	if st.State == stateFailed {
+		result = "exit-code"
 	}
 	return map[string]string{
 		"Id":             unitID(st.Name),
+		"Names":          unitID(st.Name),
+		"Description":    desc,
+		"Result":         result,
+		"UnitFileState":  fileState,
 		"LoadState":      load,
 		"ActiveState":    st.State,
 		"SubState":       st.Sub,

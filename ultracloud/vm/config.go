@@ -25,6 +25,9 @@ var (
 	ErrCommandFailed = errors.New("guest command failed")
 	// ErrUnitFailed: a unit entered the failed state.
 	ErrUnitFailed = errors.New("unit failed")
+	// ErrUnitInactive: a waited-on unit is inactive with no pending jobs,
+	// so nothing will start it (the NixOS driver fails at once too).
+	ErrUnitInactive = errors.New("unit inactive")
 )
 
 // DiskFormat is an image format QEMU reads.

@@ -237,6 +237,21 @@ func (m *Machine) PID() int {
 	return m.cmd.Process.Pid
 }
 
+// Shutdown powers the guest off as the NixOS driver's shutdown() does: it
+// writes a raw "poweroff" line into the backdoor shell and waits for QEMU
+// to exit (bounded by ctx).
+func (m *Machine) Shutdown(ctx context.Context) error {
+	if err := m.shell.SendLine(ctx, "poweroff"); err != nil {
+		return fmt.Errorf("shutdown %s: %w", m.cfg.Name, err)
+	}
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown %s: waiting for QEMU to exit: %w%s", m.cfg.Name, ctx.Err(), m.describe())
+	}
+}
+
 // Kill ends QEMU with SIGKILL, like pulling the power cord, and waits for
 // it to be gone.
 func (m *Machine) Kill() error {

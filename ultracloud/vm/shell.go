@@ -253,21 +253,50 @@ func (s *Shell) waitUntil(ctx context.Context, cmd string, done func(Result) (bo
 	}
 }
 
-// WaitForUnit waits until the systemd unit is active. It fails at once with
-// ErrUnitFailed when the unit enters "failed".
+// WaitForUnit waits until the systemd unit is active, with the NixOS test
+// driver's semantics: it fails at once with ErrUnitFailed when the unit is
+// "failed", with ErrUnitInactive when it is "inactive" and systemd has no
+// pending jobs (nothing will start it), and when `systemctl show` itself
+// fails.
 func (s *Shell) WaitForUnit(ctx context.Context, unit string) error {
-	cmd := "systemctl show -p ActiveState --value " + shellQuote(unit)
+	q := shellQuote(unit)
+	show := "systemctl --no-pager show " + q + " --property=ActiveState --value"
+	cmd := "st=$(" + show + "); echo \"$st\"; if [ \"$st\" = inactive ]; then systemctl list-jobs --full 2>&1; " + show + "; fi"
 	_, err := s.waitUntil(ctx, cmd, func(r Result) (bool, error) {
-		state := strings.TrimSpace(string(r.Stdout))
-		switch state {
+		if r.ExitCode != 0 {
+			return false, fmt.Errorf("%w: retrieving systemctl info for unit %q failed with exit code %d", ErrCommandFailed, unit, r.ExitCode)
+		}
+		lines := strings.Split(strings.TrimSpace(string(r.Stdout)), "\n")
+		switch state := strings.TrimSpace(lines[0]); state {
 		case "active":
 			return true, nil
 		case "failed":
 			return false, fmt.Errorf("%w: %s is failed", ErrUnitFailed, unit)
+		case "inactive":
+			out := string(r.Stdout)
+			if strings.Contains(out, "No jobs") && strings.TrimSpace(lines[len(lines)-1]) == "inactive" {
+				return false, fmt.Errorf("%w: %s is inactive and there are no pending jobs", ErrUnitInactive, unit)
+			}
 		}
 		return false, nil
 	})
 	return err
+}
+
+// SendLine writes line and a newline to the backdoor shell raw, outside the
+// command protocol, and reads nothing back: the NixOS driver's
+// shell.send (its shutdown() sends "poweroff" this way). Use it only for
+// commands that end the shell.
+func (s *Shell) SendLine(ctx context.Context, line string) error {
+	if err := s.Connected(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.conn.Write([]byte(line + "\n")); err != nil {
+		return fmt.Errorf("%w: write to backdoor: %v", ErrExited, err)
+	}
+	return nil
 }
 
 // WaitForOpenPort waits until something listens on TCP port in the guest.
