@@ -99,7 +99,34 @@ func (p *DiskoPlan) Apply(ctx context.Context, targets map[string]string) ([]App
 
 func keys(m map[string]string) []string { return sortedKeys(m) }
 
+// zapGPT clears the primary and backup GPT headers of target, as disko's
+// `sgdisk --zap-all` does before partitioning: whatever an old (or hostile)
+// table claims is never parsed.
+func zapGPT(target string) error {
+	f, err := os.OpenFile(target, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	zero := make([]byte, SectorSize)
+	for _, off := range []int64{SectorSize, size - SectorSize} {
+		if off >= SectorSize {
+			if _, err := f.WriteAt(zero, off); err != nil {
+				return err
+			}
+		}
+	}
+	return f.Sync()
+}
+
 func applyDisk(d *Disk, target string, extents []Extent) ([]Applied, error) {
+	if err := zapGPT(target); err != nil {
+		return nil, fmt.Errorf("clear the old partition table: %w", err)
+	}
 	dk, err := diskfs.Open(target, diskfs.WithOpenMode(diskfs.ReadWriteExclusive))
 	if err != nil {
 		return nil, err

@@ -49,6 +49,10 @@ func OpenDisk(p string) (*Disk, error) {
 		f.Close()
 		return nil, err
 	}
+	if err := CheckGPT(f, size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
 	d, err := diskfs.Open(p, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
 		f.Close()
@@ -69,7 +73,7 @@ func OpenDisk(p string) (*Disk, error) {
 		if gp == nil || gp.Type == gpt.Unused {
 			continue
 		}
-		if gp.End < gp.Start || int64(gp.End+1)*512 > size {
+		if gp.End < gp.Start || gp.End >= uint64(size)/512 {
 			out.Close()
 			return nil, fmt.Errorf("%s: partition %d spans sectors %d–%d outside the %d-byte image", p, gp.Index, gp.Start, gp.End, size)
 		}

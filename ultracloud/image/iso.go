@@ -177,6 +177,10 @@ func OpenISO(p string) (*ISO, error) {
 		f.Close()
 		return nil, err
 	}
+	if err := CheckGPT(f, iso.Size); err != nil { // a hybrid ISO's GPT is parsed on open
+		f.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrISO, p, err)
+	}
 	d, err := diskfs.Open(p, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
 		f.Close()
