@@ -181,6 +181,11 @@ func TestAgentReportsMismatch(t *testing.T) {
 // craftBundle writes a bundle with arbitrary tar entries after a manifest
 // that lists the given files: it is how a hostile bundle looks.
 func craftBundle(t testing.TB, m Manifest, entries []*tar.Header, bodies map[string]string) string {
+	return craftBundleIn(t.TempDir(), m, entries, bodies)
+}
+
+// craftBundleIn is craftBundle writing into dir.
+func craftBundleIn(dir string, m Manifest, entries []*tar.Header, bodies map[string]string) string {
 	var buf bytes.Buffer
 	zw, _ := zstd.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
@@ -196,7 +201,7 @@ func craftBundle(t testing.TB, m Manifest, entries []*tar.Header, bodies map[str
 	}
 	tw.Close()
 	zw.Close()
-	p := filepath.Join(t.TempDir(), "hostile.tar.zst")
+	p := filepath.Join(dir, "hostile.tar.zst")
 	os.WriteFile(p, buf.Bytes(), 0o644)
 	return p
 }
@@ -303,8 +308,9 @@ func FuzzExtractBundle(f *testing.F) {
 	b, _ := PackBundle(context.Background(), dir, "s", f.TempDir())
 	seed, _ := os.ReadFile(b.Path)
 	f.Add(seed)
+	work := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		base := t.TempDir()
+		base := fuzzDir(t, work)
 		p := filepath.Join(base, "b.tar.zst")
 		os.WriteFile(p, data, 0o644)
 		sink := confinedSinks(t, base)
@@ -322,15 +328,27 @@ func FuzzExtractLinks(f *testing.F) {
 	f.Add("a/b", "../../..", "a/b/c")
 	f.Add("s", "s", "t")
 	f.Add("etc", "/", "etc/shadow")
+	work := f.TempDir()
 	f.Fuzz(func(t *testing.T, name, link, through string) {
 		files := []BundleFile{symOf("root", name, link), entryOf("root", through, "pwned")}
 		hdrs := []*tar.Header{symHdr("root/"+name, link), {Name: "root/" + through, Typeflag: tar.TypeReg}}
-		base := t.TempDir()
-		p := craftBundle(t, Manifest{SystemID: "x", Files: files}, hdrs, map[string]string{"root/" + through: "pwned"})
+		base := fuzzDir(t, work)
+		p := craftBundleIn(base, Manifest{SystemID: "x", Files: files}, hdrs, map[string]string{"root/" + through: "pwned"})
 		sink := confinedSinks(t, base)
 		(&Bundle{Path: p}).Extract(context.Background(), sink)
 		assertConfined(t, base, sink)
 	})
+}
+
+// fuzzDir makes a fresh directory for one fuzz input under work and removes
+// it when the input is done: fuzzing leaves no directory per input behind.
+func fuzzDir(t *testing.T, work string) string {
+	d, err := os.MkdirTemp(work, "in-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
 
 // confinedSinks makes root and esp sinks in base, beside a sentinel dir

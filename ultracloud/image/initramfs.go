@@ -256,17 +256,40 @@ type InitramfsEntry struct {
 	Target string
 }
 
+// DefaultMaxInitramfs bounds what a gzip-compressed initramfs may expand
+// to (see MaxExpanded).
+const DefaultMaxInitramfs = 512 << 20
+
+// ReadInitramfsOption adjusts ReadInitramfs.
+type ReadInitramfsOption func(*readInitramfsOptions)
+
+type readInitramfsOptions struct{ maxExpanded int64 }
+
+// MaxExpanded sets how many bytes a compressed archive may expand to
+// (default DefaultMaxInitramfs); past it ReadInitramfs fails.
+func MaxExpanded(n int64) ReadInitramfsOption {
+	return func(o *readInitramfsOptions) { o.maxExpanded = n }
+}
+
 // ReadInitramfs reads an uncompressed or gzip-compressed newc archive. It
 // is written for untrusted input: every length is checked against the data
-// before anything is allocated.
-func ReadInitramfs(data []byte) ([]InitramfsEntry, error) {
+// before anything is allocated, and decompression stops at MaxExpanded
+// bytes (a gzip bomb is an error, not an allocation).
+func ReadInitramfs(data []byte, opts ...ReadInitramfsOption) ([]InitramfsEntry, error) {
+	o := readInitramfsOptions{maxExpanded: DefaultMaxInitramfs}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if len(data) > 2 && data[0] == 0x1f && data[1] == 0x8b {
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("initramfs gzip: %w", err)
 		}
-		if data, err = io.ReadAll(io.LimitReader(zr, 4<<30)); err != nil {
+		if data, err = io.ReadAll(io.LimitReader(zr, o.maxExpanded+1)); err != nil {
 			return nil, fmt.Errorf("initramfs gzip: %w", err)
+		}
+		if int64(len(data)) > o.maxExpanded {
+			return nil, fmt.Errorf("initramfs gzip: expands past %d bytes; raise the bound with MaxExpanded if this archive is trusted", o.maxExpanded)
 		}
 	}
 	const hdrLen = 110

@@ -274,7 +274,19 @@ func (iso *ISO) ReadFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrISO, name, err)
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, maxISOFile))
+	// The size is the directory record's claim: a file larger than the
+	// image that holds it is a lie, refused before anything is read.
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrISO, name, err)
+	}
+	if size > iso.Size || size > maxISOFile {
+		return nil, fmt.Errorf("%w: %s claims %d bytes in a %d-byte image", ErrISO, name, size, iso.Size)
+	}
+	return io.ReadAll(io.LimitReader(f, size))
 }
 
 // Walk lists every file path (directories excluded), depth first.

@@ -137,8 +137,8 @@ func seedImages(f *testing.F) {
 // Corrupted or truncated images never panic or hang OpenISO.
 func FuzzOpenISO(f *testing.F) {
 	seedImages(f)
+	p := filepath.Join(f.TempDir(), "f.iso") // one file, rewritten per input: nothing left behind
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p := filepath.Join(t.TempDir(), "f.iso")
 		os.WriteFile(p, data, 0o644)
 		iso, err := OpenISO(p)
 		if err != nil {
@@ -152,8 +152,8 @@ func FuzzOpenISO(f *testing.F) {
 // Corrupted disk images never panic or hang OpenDisk.
 func FuzzOpenDisk(f *testing.F) {
 	f.Add(make([]byte, 34*512))
+	p := filepath.Join(f.TempDir(), "f.img") // one file, rewritten per input
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p := filepath.Join(t.TempDir(), "f.img")
 		os.WriteFile(p, data, 0o644)
 		d, err := OpenDisk(p)
 		if err != nil {
