@@ -121,6 +121,17 @@ func (c *Console) Wait(ctx context.Context, re *regexp.Regexp) (string, error) {
 	return c.WaitFrom(ctx, 0, re)
 }
 
+// neverMatches matches no line.
+var neverMatches = regexp.MustCompile(`[^\s\S]`)
+
+// WaitDeath returns when the machine dies: ErrGuestCrashed when the console
+// shows a crash, ErrExited when it closed (QEMU ended); ctx's error when ctx
+// ends first.
+func (c *Console) WaitDeath(ctx context.Context) error {
+	_, err := c.WaitFrom(ctx, 0, neverMatches)
+	return err
+}
+
 // WaitFrom returns the first line at or after position from (see Len) that
 // matches re. It fails at once with ErrGuestCrashed when the console shows
 // a crash, and with ErrExited when the console closed (QEMU ended).

@@ -259,28 +259,44 @@ func (s *Shell) waitUntil(ctx context.Context, cmd string, done func(Result) (bo
 // pending jobs (nothing will start it), and when `systemctl show` itself
 // fails.
 func (s *Shell) WaitForUnit(ctx context.Context, unit string) error {
-	q := shellQuote(unit)
-	show := "systemctl --no-pager show " + q + " --property=ActiveState --value"
-	cmd := "st=$(" + show + "); echo \"$st\"; if [ \"$st\" = inactive ]; then systemctl list-jobs --full 2>&1; " + show + "; fi"
-	_, err := s.waitUntil(ctx, cmd, func(r Result) (bool, error) {
-		if r.ExitCode != 0 {
-			return false, fmt.Errorf("%w: retrieving systemctl info for unit %q failed with exit code %d", ErrCommandFailed, unit, r.ExitCode)
-		}
-		lines := strings.Split(strings.TrimSpace(string(r.Stdout)), "\n")
-		switch state := strings.TrimSpace(lines[0]); state {
-		case "active":
-			return true, nil
-		case "failed":
-			return false, fmt.Errorf("%w: %s is failed", ErrUnitFailed, unit)
-		case "inactive":
-			out := string(r.Stdout)
-			if strings.Contains(out, "No jobs") && strings.TrimSpace(lines[len(lines)-1]) == "inactive" {
-				return false, fmt.Errorf("%w: %s is inactive and there are no pending jobs", ErrUnitInactive, unit)
-			}
-		}
-		return false, nil
-	})
+	_, err := s.waitUntil(ctx, unitQuery(unit), func(r Result) (bool, error) { return unitVerdict(unit, r) })
 	return err
+}
+
+// UnitActive is one attempt of WaitForUnit: true when the unit is active;
+// the same immediate errors (ErrUnitFailed, ErrUnitInactive, a failing
+// `systemctl show`); false with a nil error while it may still come up.
+func (s *Shell) UnitActive(ctx context.Context, unit string) (bool, error) {
+	r, err := s.Execute(ctx, unitQuery(unit))
+	if err != nil {
+		return false, err
+	}
+	return unitVerdict(unit, r)
+}
+
+// unitQuery asks the unit's ActiveState and, when inactive, the job list
+// and the state again (as the driver does, to close the race).
+func unitQuery(unit string) string {
+	show := "systemctl --no-pager show " + shellQuote(unit) + " --property=ActiveState --value"
+	return "st=$(" + show + "); echo \"$st\"; if [ \"$st\" = inactive ]; then systemctl list-jobs --full 2>&1; " + show + "; fi"
+}
+
+func unitVerdict(unit string, r Result) (bool, error) {
+	if r.ExitCode != 0 {
+		return false, fmt.Errorf("%w: retrieving systemctl info for unit %q failed with exit code %d", ErrCommandFailed, unit, r.ExitCode)
+	}
+	lines := strings.Split(strings.TrimSpace(string(r.Stdout)), "\n")
+	switch state := strings.TrimSpace(lines[0]); state {
+	case "active":
+		return true, nil
+	case "failed":
+		return false, fmt.Errorf("%w: %s is failed", ErrUnitFailed, unit)
+	case "inactive":
+		if strings.Contains(string(r.Stdout), "No jobs") && strings.TrimSpace(lines[len(lines)-1]) == "inactive" {
+			return false, fmt.Errorf("%w: %s is inactive and there are no pending jobs", ErrUnitInactive, unit)
+		}
+	}
+	return false, nil
 }
 
 // SendLine writes line and a newline to the backdoor shell raw, outside the
