@@ -93,7 +93,9 @@ type GuestPort struct {
 	Port int
 }
 
-func (c GuestPort) String() string { return fmt.Sprintf("%s: port %s:%d open", c.M.Name(), c.addr(), c.Port) }
+func (c GuestPort) String() string {
+	return fmt.Sprintf("%s: port %s:%d open", c.M.Name(), c.addr(), c.Port)
+}
 
 func (c GuestPort) addr() string {
 	if c.Addr == "" {
