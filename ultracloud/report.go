@@ -48,6 +48,16 @@ type Step struct {
 // Duration is Finished − Started.
 func (s Step) Duration() time.Duration { return s.Finished.Sub(s.Started) }
 
+// Event is a point in a run worth seeing on its timeline: a fault
+// injected, its detection, a recovery.
+type Event struct {
+	At   time.Time `json:"at"`
+	Node string    `json:"node,omitempty"`
+	Name string    `json:"name"`
+	// Detail says more (the fault's parameters, what was observed).
+	Detail string `json:"detail,omitempty"`
+}
+
 // Report is the result of one lane run. Its methods are safe for concurrent
 // use while the lane runs (nodes report steps from their own goroutines).
 type Report struct {
@@ -65,6 +75,7 @@ type Report struct {
 	// Reason summarises a failure or skip.
 	Reason    string     `json:"reason,omitempty"`
 	Steps     []Step     `json:"steps"`
+	Events    []Event    `json:"events,omitempty"`
 	Artifacts []Artifact `json:"artifacts,omitempty"`
 }
 
@@ -88,6 +99,13 @@ func (r *Report) AddStep(s Step) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.Steps = append(r.Steps, s)
+}
+
+// AddEvent records a point event.
+func (r *Report) AddEvent(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Events = append(r.Events, e)
 }
 
 // AddArtifact records a lane-level artifact.

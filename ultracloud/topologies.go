@@ -1,6 +1,8 @@
 package ultracloud
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 )
@@ -116,6 +118,8 @@ func baremetalISO() Topology {
 		})
 	}
 	t.Nodes[1].Components = []string{"install-target", "first-boot-automation", "nix-agent"}
+	t.Nodes[0].Disko = compact(controlPlaneDisko)
+	t.Nodes[1].Disko = compact(workerDisko)
 	return t
 }
 
@@ -137,4 +141,14 @@ func freshCluster() Topology {
 		})
 	}
 	return t
+}
+
+// compact returns the JSON literal s without insignificant space (as it
+// round-trips through encoding/json).
+func compact(s string) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		panic("ultracloud: bad built-in JSON: " + err.Error())
+	}
+	return b.Bytes()
 }

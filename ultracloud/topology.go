@@ -114,6 +114,9 @@ type Node struct {
 	Boot      BootMedia   `json:"boot,omitzero"`
 	// Components the node runs, by name; each must belong to its profile.
 	Components []string `json:"components,omitempty"`
+	// Disko is the node's disko plan (disko's JSON, as `nix eval --json`
+	// prints config.disko.devices) for nodes that install onto their disks.
+	Disko json.RawMessage `json:"disko,omitempty"`
 }
 
 // Topology is a set of nodes and the networks between them.
@@ -143,6 +146,7 @@ func (t Topology) Clone() Topology {
 		n.Disks = slices.Clone(n.Disks)
 		n.NICs = slices.Clone(n.NICs)
 		n.Components = slices.Clone(n.Components)
+		n.Disko = slices.Clone(n.Disko)
 		c.Nodes[i] = n
 	}
 	return c

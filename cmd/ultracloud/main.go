@@ -3,7 +3,7 @@
 // `nix run ./nix/test-cluster#cluster -- <verb>` does.
 //
 // Exit codes: 0 success, 1 a lane or check failed, 2 bad usage or the host
-// cannot run what was asked.
+// cannot run what was asked, 3 a lane incomplete (steps skipped).
 package main
 
 import (
@@ -19,6 +19,8 @@ import (
 type exitError struct {
 	code int
 	err  error
+	// quiet: the command already said why (a lane's summary).
+	quiet bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -31,10 +33,13 @@ func main() {
 	if err == nil {
 		return
 	}
-	fmt.Fprintln(os.Stderr, "ultracloud:", err)
 	var ee *exitError
 	if errors.As(err, &ee) {
+		if !ee.quiet {
+			fmt.Fprintln(os.Stderr, "ultracloud:", err)
+		}
 		os.Exit(ee.code)
 	}
+	fmt.Fprintln(os.Stderr, "ultracloud:", err)
 	os.Exit(2)
 }

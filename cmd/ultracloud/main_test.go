@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/photoncloud/testkit/ultracloud"
+	"github.com/photoncloud/testkit/ultracloud/lanes"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -83,11 +86,33 @@ func TestClusterHelpListsOnlyRunnableVerbs(t *testing.T) {
 	seedVerbs := []string{"status", "logs", "ssh", "stop", "clean", "start", "fresh-smoke", "fresh-demo-vm-webapp", "fresh-matrix",
 		"demo-vm-webapp", "serve-vm-webapp", "matrix", "bench-storage", "fresh-bench-storage", "baremetal-iso"}
 	for _, v := range seedVerbs {
-		if !have[v] && strings.Contains(out, v) {
+		if !have[v] && regexp.MustCompile(`(^|[^\w-])`+regexp.QuoteMeta(v)+`($|[^\w-])`).MatchString(out) {
 			t.Errorf("cluster --help mentions %q, which is not a verb yet:\n%s", v, out)
 		}
 	}
 	if !have["baremetal-iso"] || !strings.Contains(out, "baremetal-iso") {
 		t.Fatalf("baremetal-iso missing from help:\n%s", out)
+	}
+}
+
+// `cluster <lane>` exists for exactly the registered lanes.
+func TestClusterVerbsAreTheRegistry(t *testing.T) {
+	reg, err := lanes.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verbs []string
+	for _, c := range newCluster().Commands() {
+		verbs = append(verbs, c.Name())
+	}
+	slices.Sort(verbs)
+	if !slices.Equal(verbs, reg.Names()) {
+		t.Fatalf("cluster verbs %v, registry %v", verbs, reg.Names())
+	}
+	// A verb is the lane's driver: same flags, same exit codes.
+	if _, err := run(t, "cluster", "baremetal-iso", "-no-such-flag"); err == nil {
+		t.Fatal("an unknown driver flag was accepted")
+	} else if ee, ok := err.(*exitError); !ok || ee.code != lanes.ExitCouldNotRun {
+		t.Fatalf("unknown flag: %v", err)
 	}
 }

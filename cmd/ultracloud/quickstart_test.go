@@ -30,7 +30,7 @@ func TestQuickstartKeepVMInAPipe(t *testing.T) {
 	}
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	for _, c := range []string{"chainfire", "flaredb", "iam", "plasmavmc", "prismnet"} {
-		if !strings.Contains(errb.String(), c+" ") || !strings.Contains(errb.String(), "unit "+c+".service: active, probe: ok") {
+		if !strings.Contains(errb.String(), c+" ") || !strings.Contains(errb.String(), "unit "+c+".service: active, probe ok") {
 			t.Errorf("no progress line for %s", c)
 		}
 	}

@@ -241,7 +241,6 @@ release (listed below); a verb appears here only once it runs for real.
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(laneCommand("baremetal-iso", "baremetal-iso",
-		"The canonical bare-metal proof: UEFI install from ISO to active, both nodes"))
+	cmd.AddCommand(laneVerbs()...)
 	return cmd
 }

@@ -1,9 +1,23 @@
-// Command canonical-profile-build-guards runs the canonical-profile-build-guards lane of UltraCloud's testing document
-// (see `ultracloud lanes` for its seed command). Flags: -work-dir, -e2e
-// (flake-check mode, JUnit to $out), -flake, -v. Exit code: 0 passed,
-// 1 failed, 2 could not run.
+// Command canonical-profile-build-guards runs the canonical-profile-build-guards lane: builds every canonical derivation output of the -flake, fail-first (nix build .#checks.x86_64-linux.canonical-profile-build-guards).
+//
+// Flags are those of every lane driver (lanes.DriverOptions): -work-dir,
+// -e2e, -junit-dir, -v, -json, -keep-vms, -accel, and the lane options
+// -flake, -iso, -bundle, -system-id, -plan. Exit code: 0 passed, 1 failed,
+// 2 could not run, 3 incomplete.
 package main
 
-import "github.com/photoncloud/testkit/ultracloud/lanes"
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
 
-func main() { lanes.Main("canonical-profile-build-guards") }
+	"github.com/photoncloud/testkit/ultracloud/lanes"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := lanes.Main(ctx, "canonical-profile-build-guards", os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -139,35 +139,51 @@ func (e eventually) Run(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, e.timeout)
 		defer cancel()
 	}
-	ms := machinesOf(e.c)
-	dead := make(chan error, len(ms)+1)
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	for _, m := range ms {
+	// A machine's death cancels the attempt in flight (a check may block,
+	// e.g. waiting on a server's events) with the death as the cause.
+	wctx, cancelW := context.WithCancelCause(ctx)
+	defer cancelW(nil)
+	for _, m := range machinesOf(e.c) {
 		go func() {
 			err := m.Console().WaitDeath(wctx)
 			if wctx.Err() == nil {
-				dead <- Permanent(fmt.Errorf("machine %s died: %w%s", m.Name(), err, m.Describe()))
+				cancelW(Permanent(fmt.Errorf("machine %s died: %w%s", m.Name(), err, m.Describe())))
 			}
 		}()
 	}
 	start := time.Now()
-	var last error
 	for attempt := 1; ; attempt++ {
-		err := e.c.Run(ctx)
+		err := e.c.Run(wctx)
 		if err == nil {
 			return nil
 		}
-		last = err
+		if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil && isPermanent(cause) {
+			return cause
+		}
 		if isPermanent(err) {
 			return err
 		}
 		select {
-		case derr := <-dead:
-			return derr
-		case <-ctx.Done():
-			return fmt.Errorf("not within %s (%d attempts): %w; last: %w", time.Since(start).Round(time.Millisecond), attempt, ctx.Err(), last)
+		case <-wctx.Done():
+			if cause := context.Cause(wctx); ctx.Err() == nil && isPermanent(cause) {
+				return cause
+			}
+			return fmt.Errorf("not within %s (%d attempts): %w; last: %w", time.Since(start).Round(time.Millisecond), attempt, ctx.Err(), err)
 		case <-time.After(e.interval):
 		}
 	}
 }
+
+// watching is Watching's check.
+type watching struct {
+	Check
+	ms []*vm.Machine
+}
+
+// Watching makes Eventually watch ms while it retries c: a check that does
+// not run on a machine itself (a phone-home phase, a host-side HTTP check)
+// still fails at once when a machine it depends on dies.
+func Watching(c Check, ms ...*vm.Machine) Check { return watching{c, ms} }
+
+// Machines implements OnMachines.
+func (w watching) Machines() []*vm.Machine { return append(machinesOf(w.Check), w.ms...) }

@@ -1,14 +1,11 @@
 package lanes
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -16,14 +13,11 @@ import (
 
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/checks"
 	"github.com/photoncloud/testkit/ultracloud/fixture"
 	"github.com/photoncloud/testkit/ultracloud/image"
 	"github.com/photoncloud/testkit/ultracloud/vm"
 )
-
-// GuestServerAddr is where guests reach the phone-home server (QEMU
-// guestfwd to the host's loopback listener).
-const GuestServerAddr = "10.0.2.100:80"
 
 // BaremetalOptions configure the baremetal-iso lane. Zero values run it on
 // the fixture guest; set ISO, BundleDir, SystemID and Plans to run
@@ -37,13 +31,12 @@ type BaremetalOptions struct {
 	BundleDir string
 	// SystemID is the desired system (default: fixture-<bundle tree>).
 	SystemID string
-	// Plans maps node names to disko JSON; default: ESP+root for the
-	// control plane, ESP+swap+root for the worker.
+	// Plans maps node names to disko JSON; default: each node's Disko in
+	// the topology.
 	Plans map[string][]byte
-	// DiskSize of each blank target disk (default 1 GiB).
-	DiskSize ultracloud.Size
-	// MemoryMiB of each machine (default 1024).
-	MemoryMiB int
+	// Topology replaces the canonical baremetal-iso topology (machine
+	// sizes, disks, plans are the topology's).
+	Topology *ultracloud.Topology
 	// PhaseTimeout bounds each phase (default 2 minutes; ×3 under TCG).
 	PhaseTimeout time.Duration
 	// Fixture builds the default guest (default: a Builder with defaults).
@@ -57,15 +50,11 @@ type BaremetalOptions struct {
 
 // baremetal is one run of the lane.
 type baremetal struct {
-	cfg     ultracloud.RunConfig
+	r       *Run
 	opts    BaremetalOptions
-	log     *slog.Logger
-	report  *ultracloud.Report
 	srv     *bootstrap.PhoneHomeServer
-	topo    ultracloud.Topology
 	plans   map[string]*bootstrap.DiskoPlan
 	timeout time.Duration
-	view    *progress
 }
 
 // BaremetalISO runs the canonical bare-metal proof: both nodes of the
@@ -77,79 +66,44 @@ func BaremetalISO(ctx context.Context, cfg ultracloud.RunConfig, opts BaremetalO
 	if cfg.Host.OVMFCode == "" {
 		return nil, fmt.Errorf("baremetal-iso needs UEFI firmware: install Debian's ovmf (make deps); preflight says %q", cfg.Host.Problems)
 	}
-	if cfg.WorkDir == "" {
-		return nil, errors.New("baremetal-iso: RunConfig.WorkDir is required")
-	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		return nil, err
-	}
-	b := &baremetal{cfg: cfg, opts: opts, log: cfg.Log()}
-	b.report = ultracloud.NewReport("baremetal-iso", cfg.Host)
-	b.report.Topology = ultracloud.TopologyBaremetalISO
-	b.timeout = opts.PhaseTimeout
-	if b.timeout == 0 {
-		b.timeout = 2 * time.Minute
-	}
-	if cfg.Host.Accelerator == ultracloud.AccelTCG {
-		b.timeout *= 3
-	}
-	err := b.run(ctx)
-	b.report.Finish(err)
-	if werr := b.writeReport(); werr != nil && err == nil {
-		return b.report, werr
-	}
-	return b.report, nil
-}
-
-func (b *baremetal) step(node, name string, start time.Time, err error, artifacts ...ultracloud.Artifact) {
-	b.stepUntil(node, name, start, time.Now(), err, artifacts...)
-}
-
-// stepUntil records a step that ended at end (e.g. the server's event time,
-// so consecutive phases neither overlap nor leave gaps).
-func (b *baremetal) stepUntil(node, name string, start, end time.Time, err error, artifacts ...ultracloud.Artifact) {
-	s := ultracloud.Step{Name: name, Node: node, Started: start, Finished: end, Status: ultracloud.StatusPass, Artifacts: artifacts}
-	if err != nil {
-		s.Status, s.Reason = ultracloud.StatusFail, err.Error()
-	}
-	b.report.AddStep(s)
+	spec := Spec{Name: "baremetal-iso", Topology: ultracloud.TopologyBaremetalISO, Topo: opts.Topology, Fixture: opts.Fixture}
+	return Execute(ctx, cfg, spec, func(ctx context.Context, r *Run) error {
+		b := &baremetal{r: r, opts: opts, timeout: r.Scaled(cmp.Or(opts.PhaseTimeout, 2*time.Minute))}
+		return b.run(ctx)
+	})
 }
 
 func (b *baremetal) run(ctx context.Context) error {
-	t0 := time.Now()
-	topo, err := ultracloud.LookupTopology(ultracloud.TopologyBaremetalISO)
+	r := b.r
+	var iso, bundleDir, systemID string
+	err := r.Step(ctx, "", "prepare-media", func(ctx context.Context) (err error) {
+		iso, bundleDir, systemID, err = b.media(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	b.topo = topo
-	var names []string
-	for _, n := range topo.Nodes {
-		names = append(names, n.Name)
-	}
-	b.view = newProgress(b.cfg.Progress, names, b.log)
-	defer b.view.close()
-
-	iso, bundleDir, systemID, err := b.media(ctx)
-	b.step("", "prepare-media", t0, err)
-	if err != nil {
+	var bundle *bootstrap.Bundle
+	err = r.Step(ctx, "", "pack-bundle", func(ctx context.Context) error {
+		dir, err := r.Dir("state", "bundles")
+		if err == nil {
+			bundle, err = bootstrap.PackBundle(ctx, bundleDir, systemID, dir)
+		}
 		return err
-	}
-	t1 := time.Now()
-	bundle, err := bootstrap.PackBundle(ctx, bundleDir, systemID, filepath.Join(b.cfg.WorkDir, "bundles"))
-	b.step("", "pack-bundle", t1, err)
+	})
 	if err != nil {
 		return err
 	}
 
 	b.plans = map[string]*bootstrap.DiskoPlan{}
 	var specs []bootstrap.NodeSpec
-	for _, n := range topo.Nodes {
+	for _, n := range r.Topology().Nodes {
 		raw := b.opts.Plans[n.Name]
 		if raw == nil {
-			raw = []byte(controlPlanePlan)
-			if n.Name == "baremetal-qemu-worker" {
-				raw = []byte(workerPlan)
-			}
+			raw = n.Disko
+		}
+		if len(raw) == 0 {
+			return fmt.Errorf("node %s has no disko plan: give the topology node a Disko or pass Plans[%q]", n.Name, n.Name)
 		}
 		plan, err := bootstrap.ParsePlan(raw)
 		if err == nil {
@@ -162,41 +116,17 @@ func (b *baremetal) run(ctx context.Context) error {
 		specs = append(specs, bootstrap.NodeSpec{Name: n.Name, Role: string(n.Role), MACs: []string{n.NICs[0].MAC},
 			Plan: raw, TargetDisk: "/dev/vda", Bundle: bundle.Path, SystemID: systemID})
 	}
-
-	// Every run owns its state: a fresh phone-home state, and a run id that
-	// enrolments and phase events carry (WaitPhase accepts only this run's).
-	stateDir := filepath.Join(b.cfg.WorkDir, "phone-home")
-	if err := os.RemoveAll(stateDir); err != nil {
-		return fmt.Errorf("reset phone-home state: %w", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, addr, err := r.PhoneHome(ctx, specs)
 	if err != nil {
-		return err
-	}
-	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: stateDir, RunID: b.report.RunID,
-		Nodes: specs, PublicURL: "http://" + GuestServerAddr, Logger: b.log})
-	if err != nil {
-		ln.Close()
 		return err
 	}
 	b.srv = srv
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan struct{})
-	go func() { srv.Serve(sctx, ln); close(served) }()
-	defer func() { stop(); <-served; srv.Close() }()
 	if b.opts.afterServe != nil {
 		b.opts.afterServe(srv, bundle)
 	}
-
-	sw, err := vm.NewSwitch("", b.log)
-	if err != nil {
-		return err
-	}
-	defer sw.Close()
-
 	g, gctx := errgroup.WithContext(ctx)
-	for _, n := range topo.Nodes {
-		g.Go(func() error { return b.node(gctx, n, iso, ln.Addr().String(), sw) })
+	for _, n := range r.Topology().Nodes {
+		g.Go(func() error { return b.node(gctx, n, iso, addr) })
 	}
 	return g.Wait()
 }
@@ -208,18 +138,16 @@ func (b *baremetal) media(ctx context.Context) (iso, bundleDir, systemID string,
 	if iso != "" && bundleDir != "" && systemID != "" {
 		return iso, bundleDir, systemID, nil
 	}
-	fb := b.opts.Fixture
-	if fb == nil {
-		if fb, err = fixture.NewBuilder(fixture.WithLogger(b.log)); err != nil {
-			return
-		}
-	}
-	arts, err := fb.Build(ctx)
+	arts, err := b.r.Fixture(ctx)
 	if err != nil {
-		return "", "", "", fmt.Errorf("fixture: %w", err)
+		return "", "", "", err
+	}
+	state, err := b.r.Dir("state")
+	if err != nil {
+		return "", "", "", err
 	}
 	if iso == "" {
-		iso = filepath.Join(b.cfg.WorkDir, "installer.iso")
+		iso = filepath.Join(state, "installer.iso")
 		cmdline := "console=ttyS0 quiet panic=-1 ultracloud.role=installer ultracloud.phone-home=http://" +
 			strings.TrimSuffix(GuestServerAddr, ":80") + " ultracloud.if=auto=10.0.2.15/24@10.0.2.2"
 		if err = arts.BuildISO(ctx, iso, cmdline); err != nil {
@@ -227,7 +155,7 @@ func (b *baremetal) media(ctx context.Context) (iso, bundleDir, systemID string,
 		}
 	}
 	if bundleDir == "" {
-		bundleDir = filepath.Join(b.cfg.WorkDir, "system")
+		bundleDir = filepath.Join(state, "system")
 		if systemID == "" {
 			systemID = "fixture-" + arts.Key
 		}
@@ -279,135 +207,66 @@ func fixtureSystem(a *fixture.Artifacts, dir, systemID string) error {
 	return nil
 }
 
-var never = regexp.MustCompile(`[^\s\S]`)
-
-// watch fails fast: it returns when the machine exits or its console shows
-// a crash, with the console tail.
-func watch(ctx context.Context, m *vm.Machine) <-chan error {
-	ch := make(chan error, 1)
-	go func() {
-		_, err := m.Console().Wait(ctx, never)
-		if ctx.Err() == nil {
-			ch <- fmt.Errorf("%w%s", err, m.Describe())
-		}
-	}()
-	return ch
-}
-
-// waitPhase waits for node's phase within the phase timeout, failing at once
-// when the node reports failed or its machine dies.
-func (b *baremetal) waitPhase(ctx context.Context, node string, m *vm.Machine, p bootstrap.Phase) (bootstrap.PhaseEvent, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	dead := watch(ctx, m)
-	type res struct {
-		ev  bootstrap.PhaseEvent
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		ev, err := b.srv.WaitPhase(ctx, node, p)
-		ch <- res{ev, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil && errors.Is(r.err, bootstrap.ErrNodeFailed) {
-			return r.ev, fmt.Errorf("%s at %s: %w%s", node, p, r.err, m.Describe())
-		}
-		if r.err != nil {
-			return r.ev, fmt.Errorf("%s: %w%s", node, r.err, m.Describe())
-		}
-		return r.ev, nil
-	case err := <-dead:
-		return bootstrap.PhaseEvent{}, fmt.Errorf("%s died while waiting for %s: %w", node, p, err)
-	}
-}
-
-func (b *baremetal) node(ctx context.Context, n ultracloud.Node, iso, serverAddr string, sw *vm.Switch) error {
-	dir := filepath.Join(b.cfg.WorkDir, "nodes", n.Name)
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	port, err := sw.Port(n.Name)
+// phase waits for node's phase within the phase timeout and returns its
+// event: at once on a failed report (with the node's reason) or when the
+// machine dies (with its console).
+func (b *baremetal) phase(ctx context.Context, node string, m *vm.Machine, p bootstrap.Phase) (bootstrap.PhaseEvent, error) {
+	var ev bootstrap.PhaseEvent
+	c := checks.Watching(checks.Phase{Server: b.srv, Node: node, Phase: p, Event: &ev}, m)
+	err := checks.Eventually(c, time.Second, b.timeout).Run(ctx)
 	if err != nil {
-		return err
+		return ev, fmt.Errorf("%s at %s: %w", node, p, err)
 	}
-	size := b.opts.DiskSize
-	if size == 0 {
-		size = ultracloud.GiB
-	}
-	mem := b.opts.MemoryMiB
-	if mem == 0 {
-		mem = 1024
-	}
-	disk := filepath.Join(dir, "disk.raw")
-	cfg := vm.Config{
-		Name: n.Name, Dir: dir, Host: b.cfg.Host, MemoryMiB: mem, VCPUs: 1,
-		Firmware: ultracloud.FirmwareUEFI, CDROM: iso, CDROMBootIndex: 1,
-		Disks: []vm.DiskConfig{{ID: "root", Path: disk, Size: size, BootIndex: 2}},
-		NICs: []vm.NICConfig{
-			{ID: "uplink", MAC: n.NICs[0].MAC, User: true, GuestFwd: []vm.GuestFwd{{GuestAddr: GuestServerAddr, HostAddr: serverAddr}}},
-			{ID: "cluster", MAC: n.NICs[1].MAC, SwitchPort: port},
-		},
-		AllowReboot: true,
-		Actions:     vm.Actions{Reboot: "shutdown", Shutdown: "pause"},
-		Logger:      b.log,
-	}
+	return ev, nil
+}
+
+func (b *baremetal) node(ctx context.Context, n ultracloud.Node, iso, serverAddr string) error {
+	r := b.r
 	start := time.Now()
-	b.view.set(n.Name, "booting installer ISO")
-	m, err := vm.Start(ctx, cfg)
+	m, err := r.Boot(ctx, n.Name,
+		WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: serverAddr}),
+		WithMachine(func(c *vm.Config) {
+			c.CDROM, c.CDROMBootIndex = iso, 1
+			c.Disks[0].BootIndex = 2
+			c.AllowReboot = true
+			c.Actions = vm.Actions{Reboot: "shutdown", Shutdown: "pause"}
+		}))
 	if err != nil {
-		b.step(n.Name, "boot", start, err)
-		return fmt.Errorf("%s: %w", n.Name, err)
+		r.Record(n.Name, "boot", start, time.Now(), err)
+		return err
 	}
-	defer func() {
-		if !b.cfg.KeepVMs {
-			m.Close()
-		}
-	}()
-	console := ultracloud.Artifact{Name: n.Name + " console", Path: m.Console().LogPath()}
-	b.report.AddArtifact(n.Name+" console", m.Console().LogPath())
-	b.report.AddArtifact(n.Name+" qemu command line", filepath.Join(dir, "qemu-cmdline"))
+	r.Status(n.Name, "booting installer ISO")
+	disk := m.Config().Disks[0].Path
 	mark := m.QMP().Mark()
 	if b.opts.afterStart != nil {
 		b.opts.afterStart(n.Name, m, b.srv)
 	}
 	prev := start
-	phases := []struct {
-		step  string
-		phase bootstrap.Phase
-	}{
-		{"plan-fetched", bootstrap.PhasePlanFetched},
-		{"bundle-fetched", bootstrap.PhaseBundleFetched},
-		{"disk-applied", bootstrap.PhaseDiskApplied},
-		{"installed", bootstrap.PhaseInstalled},
-		{"rebooting", bootstrap.PhaseRebooting},
-	}
+	phases := []bootstrap.Phase{bootstrap.PhasePlanFetched, bootstrap.PhaseBundleFetched, bootstrap.PhaseDiskApplied, bootstrap.PhaseInstalled, bootstrap.PhaseRebooting}
 	for _, p := range phases {
-		b.view.set(n.Name, "waiting for "+p.step)
-		ev, err := b.waitPhase(ctx, n.Name, m, p.phase)
-		if p.phase == bootstrap.PhasePlanFetched && err == nil {
+		r.Status(n.Name, "waiting for "+string(p))
+		ev, err := b.phase(ctx, n.Name, m, p)
+		if p == bootstrap.PhasePlanFetched && err == nil {
 			// Split boot + phone-home at the enrolment.
 			for _, st := range b.srv.Nodes() {
 				if st.Name == n.Name && !st.EnrolledAt.IsZero() {
-					b.stepUntil(n.Name, "phone-home", prev, st.EnrolledAt, nil)
+					r.Record(n.Name, "phone-home", prev, st.EnrolledAt, nil)
 					prev = st.EnrolledAt
 				}
 			}
 		}
 		if err != nil {
-			b.step(n.Name, p.step, prev, err, console)
+			r.Record(n.Name, string(p), prev, time.Now(), err)
 			return err
 		}
-		b.stepUntil(n.Name, p.step, prev, ev.At, nil, console)
+		r.Record(n.Name, string(p), prev, ev.At, nil)
 		prev = ev.At
 	}
 
 	// Deterministic reboot: QEMU paused on the guest's reset; eject the
 	// ISO, restore the actions (before the reset, or cont fails), reset,
 	// continue.
-	b.view.set(n.Name, "rebooting from disk")
+	r.Status(n.Name, "rebooting from disk")
 	rctx, cancel := context.WithTimeout(ctx, b.timeout)
 	_, err = m.QMP().WaitEventAfter(rctx, mark, "SHUTDOWN", nil)
 	if err == nil {
@@ -427,39 +286,37 @@ func (b *baremetal) node(ctx context.Context, n ultracloud.Node, iso, serverAddr
 		err = f(rctx)
 	}
 	cancel()
-	b.step(n.Name, "reboot", prev, err, console)
+	r.Record(n.Name, "reboot", prev, time.Now(), err)
 	if err != nil {
 		return fmt.Errorf("%s: reboot with the ISO ejected: %w%s", n.Name, err, m.Describe())
 	}
 	prev = time.Now()
 	for _, p := range []bootstrap.Phase{bootstrap.PhaseFirstBoot, bootstrap.PhaseActive} {
-		b.view.set(n.Name, "waiting for "+string(p))
-		ev, err := b.waitPhase(ctx, n.Name, m, p)
+		r.Status(n.Name, "waiting for "+string(p))
+		ev, err := b.phase(ctx, n.Name, m, p)
 		if err != nil {
-			b.step(n.Name, string(p), prev, err, console)
+			r.Record(n.Name, string(p), prev, time.Now(), err)
 			return err
 		}
-		b.stepUntil(n.Name, string(p), prev, ev.At, nil, console)
+		r.Record(n.Name, string(p), prev, ev.At, nil)
 		prev = ev.At
 	}
-	b.view.set(n.Name, "active; verifying disk")
+	r.Status(n.Name, "active; verifying disk")
 
 	// Power off, then read the disk in-process.
-	vstart := time.Now()
-	qctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = m.QMP().Quit(qctx)
-	if err == nil {
+	err = r.Step(ctx, n.Name, "verify-disk", func(ctx context.Context) error {
+		qctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := m.QMP().Quit(qctx); err != nil {
+			return err
+		}
 		m.Wait(qctx)
-	}
-	cancel()
-	if err == nil {
-		err = b.verifyDisk(ctx, n.Name, disk)
-	}
-	b.step(n.Name, "verify-disk", vstart, err, ultracloud.Artifact{Name: "disk", Path: disk})
+		return b.verifyDisk(ctx, n.Name, disk)
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
-	b.view.set(n.Name, "done")
+	r.Status(n.Name, "done")
 	return nil
 }
 
@@ -522,20 +379,5 @@ func (b *baremetal) verifyDisk(ctx context.Context, node, disk string) error {
 			return fmt.Errorf("%s on partition %d lacks %q:\n%s", f.name, f.part, f.want, data)
 		}
 	}
-	return nil
-}
-
-func (b *baremetal) writeReport() error {
-	dir := filepath.Join(b.cfg.WorkDir, "report")
-	jp, xp, err := b.report.WriteFiles(dir)
-	if err != nil {
-		return err
-	}
-	svg := filepath.Join(dir, "timeline.svg")
-	if err := os.WriteFile(svg, []byte(TimelineSVG(b.report)), 0o644); err != nil {
-		return err
-	}
-	b.report.AddArtifact("timeline", svg)
-	b.log.Info("report written", "json", jp, "junit", xp, "timeline", svg)
 	return nil
 }

@@ -75,7 +75,7 @@ func TestBaremetalISO(t *testing.T) {
 	}
 	// The second run really installed: each disk's marker names its run.
 	for _, node := range []string{"baremetal-qemu-control-plane", "baremetal-qemu-worker"} {
-		m := installedMarker(t, filepath.Join(cfg.WorkDir, "nodes", node, "disk.raw"))
+		m := installedMarker(t, filepath.Join(cfg.WorkDir, "nodes", node, "root.raw"))
 		if m.Run != second.RunID || m.Node != node {
 			t.Errorf("%s: disk installed by run %q, want the second run %q", node, m.Run, second.RunID)
 		}
@@ -182,7 +182,7 @@ func TestBaremetalISOWrongBundleSHA(t *testing.T) {
 		t.Fatalf("failure took %v after the plan was fetched", took)
 	}
 	for _, node := range []string{"baremetal-qemu-control-plane", "baremetal-qemu-worker"} {
-		data, err := os.ReadFile(filepath.Join(cfg.WorkDir, "nodes", node, "disk.raw"))
+		data, err := os.ReadFile(filepath.Join(cfg.WorkDir, "nodes", node, "root.raw"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -109,24 +109,15 @@ func CanonicalProfileBuildGuards(ctx context.Context, cfg ultracloud.RunConfig, 
 }
 
 func guardReport(ctx context.Context, lane string, cfg ultracloud.RunConfig, o GuardOptions, cs []checks.Check) (*ultracloud.Report, error) {
-	r := ultracloud.NewReport(lane, cfg.Host)
-	results, first := checks.RunFailFirst(ctx, o.Limit, cs...)
-	for _, res := range results {
-		s := ultracloud.Step{Name: res.Name, Started: res.Started, Finished: res.Finished, Status: ultracloud.StatusPass}
-		switch {
-		case res.Err == nil:
-		case errors.Is(res.Err, checks.ErrCancelled):
-			s.Status, s.Reason = ultracloud.StatusSkip, res.Err.Error()
-		default:
-			s.Status, s.Reason = ultracloud.StatusFail, res.Err.Error()
+	return Execute(ctx, cfg, Spec{Name: lane}, func(ctx context.Context, r *Run) error {
+		results, first := checks.RunFailFirst(ctx, o.Limit, cs...)
+		for _, res := range results {
+			if errors.Is(res.Err, checks.ErrCancelled) {
+				r.Skip("", res.Name, res.Err.Error())
+				continue
+			}
+			r.Record("", res.Name, res.Started, res.Finished, res.Err)
 		}
-		r.AddStep(s)
-	}
-	r.Finish(first)
-	if cfg.WorkDir != "" {
-		if _, _, err := r.WriteFiles(cfg.WorkDir + "/report"); err != nil {
-			return r, err
-		}
-	}
-	return r, nil
+		return first
+	})
 }

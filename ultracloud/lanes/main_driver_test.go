@@ -1,6 +1,7 @@
 package lanes
 
 import (
+	"context"
 	"bytes"
 	"encoding/xml"
 	"os"
@@ -13,14 +14,14 @@ import (
 
 func TestDriverMain(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := main("no-such-lane", nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown lane") {
+	if code := Main(context.Background(), "no-such-lane", nil, nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown lane") {
 		t.Fatalf("unknown lane: %d %s", code, errb.String())
 	}
 	flake := guardFlake(t)
 	junitDir := t.TempDir()
 	t.Setenv("out", junitDir)
 	t.Setenv(EnvFlake, "")
-	code := main("canonical-profile-eval-guards", []string{"-e2e", "-flake", flake, "-work-dir", t.TempDir()}, &out, &errb)
+	code := Main(context.Background(), "canonical-profile-eval-guards", []string{"-e2e", "-flake", flake, "-work-dir", t.TempDir()}, nil, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
@@ -33,7 +34,7 @@ func TestDriverMain(t *testing.T) {
 		t.Fatalf("junit %+v %v", j, err)
 	}
 	broken := guardFlake(t, `mk "baremetal-iso-e2e"`, `throw "e2e broken"`)
-	if code := main("canonical-profile-eval-guards", []string{"-flake", broken, "-work-dir", t.TempDir()}, &out, &errb); code != 1 {
+	if code := Main(context.Background(), "canonical-profile-eval-guards", []string{"-flake", broken, "-work-dir", t.TempDir()}, nil, &out, &errb); code != 1 {
 		t.Fatalf("broken flake exits %d, want 1", code)
 	}
 }

@@ -3,6 +3,7 @@ package lanes
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/photoncloud/testkit/ultracloud"
@@ -39,44 +40,34 @@ func portableMembers(o PortableOptions) []struct {
 // PortableControlPlaneRegressions is the TCG-safe aggregate of the seed:
 // the canonical profile eval guard, deployer-vm-smoke and the other members
 // as they exist, in one report. Members this release does not implement
-// are listed as skipped with the reason, never counted as passed.
+// are skipped with the reason: the aggregate is then incomplete, never
+// passed.
 func PortableControlPlaneRegressions(ctx context.Context, cfg ultracloud.RunConfig, o PortableOptions) (*ultracloud.Report, error) {
-	r := ultracloud.NewReport("portable-control-plane-regressions", cfg.Host)
-	var failed []string
-	for _, m := range portableMembers(o) {
-		start := time.Now()
-		if m.run == nil {
-			r.AddStep(ultracloud.Step{Name: m.name, Started: start, Finished: start, Status: ultracloud.StatusSkip,
-				Reason: "not implemented in this release of the testkit"})
-			continue
-		}
-		sub := cfg
-		if cfg.WorkDir != "" {
-			sub.WorkDir = cfg.WorkDir + "/" + m.name
-		}
-		mr, err := m.run(ctx, sub)
-		s := ultracloud.Step{Name: m.name, Started: start, Finished: time.Now(), Status: ultracloud.StatusPass}
-		switch {
-		case err != nil:
-			s.Status, s.Reason = ultracloud.StatusFail, err.Error()
-		case mr.Status == ultracloud.StatusFail:
-			s.Status, s.Reason = ultracloud.StatusFail, mr.Reason
-		}
-		if s.Status == ultracloud.StatusFail {
-			failed = append(failed, m.name)
-		}
-		r.AddStep(s)
-		if mr != nil {
-			for _, st := range mr.Steps {
-				st.Name = m.name + "/" + st.Name
-				r.AddStep(st)
+	return Execute(ctx, cfg, Spec{Name: "portable-control-plane-regressions"}, func(ctx context.Context, r *Run) error {
+		var failed []string
+		for _, m := range portableMembers(o) {
+			if m.run == nil {
+				r.Skip("", m.name, "not implemented in this release of the testkit")
+				continue
+			}
+			sub := r.Config()
+			sub.WorkDir = filepath.Join(r.WorkDir(), "members", m.name)
+			start := time.Now()
+			mr, err := m.run(ctx, sub)
+			if err == nil && mr.Status != ultracloud.StatusPass {
+				err = fmt.Errorf("%s: %s", mr.Status, mr.Reason)
+			}
+			r.Record("", m.name, start, time.Now(), err)
+			if err != nil {
+				failed = append(failed, m.name)
+			}
+			if mr != nil {
+				r.Include(m.name, mr)
 			}
 		}
-	}
-	var err error
-	if len(failed) > 0 {
-		err = fmt.Errorf("members failed: %v", failed)
-	}
-	r.Finish(err)
-	return r, writeIfDir(r, cfg)
+		if len(failed) > 0 {
+			return fmt.Errorf("members failed: %v", failed)
+		}
+		return nil
+	})
 }

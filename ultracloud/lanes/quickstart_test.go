@@ -76,7 +76,7 @@ func TestPortableControlPlaneRegressions(t *testing.T) {
 	work := t.TempDir()
 	t.Setenv("out", t.TempDir())
 	var out, errb bytes.Buffer
-	code := main("portable-control-plane-regressions", []string{"-e2e", "-flake", flake, "-work-dir", work}, &out, &errb)
+	code := Main(context.Background(), "portable-control-plane-regressions", []string{"-e2e", "-flake", flake, "-work-dir", work}, nil, &out, &errb)
 	t.Logf("%s", out.String())
 	if code != ExitIncomplete {
 		t.Fatalf("exit %d, want %d (incomplete)\n%s", code, ExitIncomplete, errb.String())

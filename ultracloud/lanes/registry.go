@@ -2,16 +2,21 @@ package lanes
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/photoncloud/testkit/ultracloud"
 )
 
 // Documented is a lane the platform's testing document names, with the
-// command it gives for it.
+// command it gives for it and the registered lane that runs it.
 type Documented struct {
 	Name        string
 	SeedCommand string
+	// Lane is the registered lane that implements it ("" while it is not
+	// runnable), and Args the driver flags it needs (e.g. -e2e).
+	Lane string
+	Args []string
 }
 
 // Seed lists every lane the testing document names, in its order.
@@ -19,71 +24,87 @@ func Seed() []Documented {
 	const cluster = "nix run ./nix/test-cluster#cluster -- "
 	const check = "nix build .#checks.x86_64-linux."
 	return []Documented{
-		{"single-node-quickstart", "nix run .#single-node-quickstart"},
-		{"baremetal-iso", cluster + "baremetal-iso"},
-		{"baremetal-iso-e2e", check + "baremetal-iso-e2e"},
-		{"canonical-profile-eval-guards", check + "canonical-profile-eval-guards"},
-		{"canonical-profile-build-guards", check + "canonical-profile-build-guards"},
-		{"portable-control-plane-regressions", check + "portable-control-plane-regressions"},
-		{"deployer-vm-smoke", check + "deployer-vm-smoke"},
-		{"fresh-smoke", cluster + "fresh-smoke"},
-		{"fresh-demo-vm-webapp", cluster + "fresh-demo-vm-webapp"},
-		{"fresh-matrix", cluster + "fresh-matrix"},
-		{"fresh-bench-storage", cluster + "fresh-bench-storage"},
+		{"single-node-quickstart", "nix run .#single-node-quickstart", "single-node-quickstart", nil},
+		{"baremetal-iso", cluster + "baremetal-iso", "baremetal-iso", nil},
+		{"baremetal-iso-e2e", check + "baremetal-iso-e2e", "baremetal-iso", []string{"-e2e"}},
+		{"canonical-profile-eval-guards", check + "canonical-profile-eval-guards", "canonical-profile-eval-guards", nil},
+		{"canonical-profile-build-guards", check + "canonical-profile-build-guards", "canonical-profile-build-guards", nil},
+		{"portable-control-plane-regressions", check + "portable-control-plane-regressions", "portable-control-plane-regressions", nil},
+		{"deployer-vm-smoke", check + "deployer-vm-smoke", "deployer-vm-smoke", nil},
+		{"fresh-smoke", cluster + "fresh-smoke", "", nil},
+		{"fresh-demo-vm-webapp", cluster + "fresh-demo-vm-webapp", "", nil},
+		{"fresh-matrix", cluster + "fresh-matrix", "", nil},
+		{"fresh-bench-storage", cluster + "fresh-bench-storage", "", nil},
 	}
 }
 
-// EnvFlake is the flake the guard lanes evaluate (default ".").
-const EnvFlake = "ULTRACLOUD_FLAKE"
-
-// Registry returns a new registry holding every lane that runs today. Lanes
-// the testing document names but this release cannot run are absent: see
-// Seed for the full list.
+// Registry returns a new registry holding every lane that runs today, with
+// default options. Lanes the testing document names but this release
+// cannot run are absent: see Seed for the full list.
 func Registry() (*ultracloud.Registry, error) {
-	return ultracloud.NewRegistry(all()...)
+	return registryWith(DriverOptions{}, nil)
 }
 
-// all lists the implemented lanes.
-func all() []ultracloud.Lane {
+// registryWith builds the lanes with a driver's option values; kept, when
+// set, receives machines a lane hands over (the quickstart's kept VM).
+func registryWith(o DriverOptions, kept *keptMachines) (*ultracloud.Registry, error) {
 	const cluster = "nix run ./nix/test-cluster#cluster -- "
 	const check = "nix build .#checks.x86_64-linux."
-	baremetal := func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-		return BaremetalISO(ctx, cfg, BaremetalOptions{})
-	}
-	flake := func() GuardOptions { return GuardOptions{Flake: os.Getenv(EnvFlake)} }
-	return []ultracloud.Lane{
-		{Name: "single-node-quickstart", Summary: "one-box quickstart: chainfire, flaredb, iam, plasmavmc, prismnet ready from inside the guest",
+	guards := func() GuardOptions { return GuardOptions{Flake: o.flake()} }
+	return ultracloud.NewRegistry(
+		ultracloud.Lane{Name: "single-node-quickstart", Summary: "one-box quickstart: chainfire, flaredb, iam, plasmavmc, prismnet ready from inside the guest",
 			SeedCommand: "nix run .#single-node-quickstart", Topology: ultracloud.TopologySingleNodeQuickstart, Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-				return SingleNodeQuickstart(ctx, cfg, QuickstartOptions{})
+				qo := QuickstartOptions{}
+				if kept != nil {
+					qo.Kept = kept.add
+				}
+				return SingleNodeQuickstart(ctx, cfg, qo)
 			}},
-		{Name: "deployer-vm-smoke", Summary: "a node activates a host-built closure from the deployer without building anything",
+		ultracloud.Lane{Name: "deployer-vm-smoke", Summary: "a node activates a host-built closure from the deployer without building anything",
 			SeedCommand: check + "deployer-vm-smoke", Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
 				return DeployerVMSmoke(ctx, cfg, DeployerSmokeOptions{})
 			}},
-		{Name: "canonical-profile-eval-guards", Summary: "evaluate every canonical profile output, fail-first ($" + EnvFlake + ", default .)",
+		ultracloud.Lane{Name: "canonical-profile-eval-guards", Summary: "evaluate every canonical profile output, fail-first (-flake, $" + EnvFlake + ", default .)",
 			SeedCommand: check + "canonical-profile-eval-guards", Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-				return CanonicalProfileEvalGuards(ctx, cfg, flake())
+				return CanonicalProfileEvalGuards(ctx, cfg, guards())
 			}},
-		{Name: "canonical-profile-build-guards", Summary: "build every canonical derivation output, fail-first ($" + EnvFlake + ", default .)",
+		ultracloud.Lane{Name: "canonical-profile-build-guards", Summary: "build every canonical derivation output, fail-first (-flake, $" + EnvFlake + ", default .)",
 			SeedCommand: check + "canonical-profile-build-guards", Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-				return CanonicalProfileBuildGuards(ctx, cfg, flake())
+				return CanonicalProfileBuildGuards(ctx, cfg, guards())
 			}},
-		{Name: "portable-control-plane-regressions", Summary: "eval guard + deployer-vm-smoke (+ members not yet implemented, skipped)",
+		ultracloud.Lane{Name: "portable-control-plane-regressions", Summary: "eval guard + deployer-vm-smoke (+ members not yet implemented: incomplete)",
 			SeedCommand: check + "portable-control-plane-regressions", Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-				return PortableControlPlaneRegressions(ctx, cfg, PortableOptions{Guards: flake()})
+				return PortableControlPlaneRegressions(ctx, cfg, PortableOptions{Guards: guards()})
 			}},
-		{Name: "baremetal-iso", Summary: "UEFI install from ISO: phone-home, bundle, Disko, reboot, first boot, desired system active (2 nodes)",
-			SeedCommand: cluster + "baremetal-iso", Topology: ultracloud.TopologyBaremetalISO, Requires: ultracloud.TCGOK, Run: baremetal},
-		{Name: "baremetal-iso-e2e", Summary: "baremetal-iso as a flake check: non-interactive, JUnit to $out",
-			SeedCommand: check + "baremetal-iso-e2e", Topology: ultracloud.TopologyBaremetalISO, Requires: ultracloud.TCGOK,
+		ultracloud.Lane{Name: "baremetal-iso", Summary: "UEFI install from ISO: phone-home, bundle, Disko, reboot, first boot, desired system active (2 nodes)",
+			SeedCommand: cluster + "baremetal-iso", Topology: ultracloud.TopologyBaremetalISO, Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-				cfg.Progress = nil
-				return baremetal(ctx, cfg)
+				bo, err := o.baremetal()
+				if err != nil {
+					return nil, err
+				}
+				return BaremetalISO(ctx, cfg, bo)
 			}},
+	)
+}
+
+// baremetal turns the driver's flags into BaremetalOptions.
+func (o DriverOptions) baremetal() (BaremetalOptions, error) {
+	bo := BaremetalOptions{ISO: o.ISO, BundleDir: o.Bundle, SystemID: o.SystemID}
+	for node, file := range o.Plans {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return bo, fmt.Errorf("-plan %s=%s: %w", node, file, err)
+		}
+		if bo.Plans == nil {
+			bo.Plans = map[string][]byte{}
+		}
+		bo.Plans[node] = data
 	}
+	return bo, nil
 }

@@ -1,6 +1,7 @@
 package lanes
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"slices"
@@ -31,6 +32,11 @@ func TimelineSVG(r *ultracloud.Report) string {
 		steps = append(steps, s)
 		if !slices.Contains(nodes, s.Node) {
 			nodes = append(nodes, s.Node)
+		}
+	}
+	for _, e := range r.Events {
+		if n := cmp.Or(e.Node, laneRow); !slices.Contains(nodes, n) {
+			nodes = append(nodes, n)
 		}
 	}
 	const left, rowH, width, top = 230, 34, 1100, 40
@@ -64,6 +70,15 @@ func TimelineSVG(r *ultracloud.Report) string {
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"%s><title>%s %s: %s (%s)</title></rect>`+"\n",
 				x, y+4, w, rowH-8, color, stroke, html.EscapeString(n), html.EscapeString(s.Name), s.Duration().Round(time.Millisecond), s.Status)
 		}
+	}
+	// Events: a marker and its name at their time on their node's row.
+	for _, e := range r.Events {
+		row := slices.Index(nodes, cmp.Or(e.Node, laneRow))
+		x := left + int(e.At.Sub(t0).Seconds()*scale)
+		y := top + row*rowH
+		fmt.Fprintf(&b, `<path d="M%d %d l5 8 l-10 0 z" fill="#d50000"><title>%s %s: %s at %s</title></path>`+"\n",
+			x, y+1, html.EscapeString(e.Node), html.EscapeString(e.Name), html.EscapeString(e.Detail), e.At.Sub(t0).Round(time.Millisecond))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#d50000">%s</text>`+"\n", x+6, y+10, html.EscapeString(e.Name))
 	}
 	// Legend and axis.
 	ly := top + rowH*len(nodes) + 20

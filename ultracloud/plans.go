@@ -1,12 +1,12 @@
-package lanes
+package ultracloud
 
-// Default disko plans of the baremetal-iso lane, in disko's shape: the
-// control plane gets ESP + root, the worker ESP + swap + root.
+// Disko plans of the baremetal-iso topology, in disko's shape: the control
+// plane gets ESP + root, the worker ESP + swap + root.
 const (
-	controlPlanePlan = `{"disk":{"main":{"type":"disk","device":"/dev/vda","content":{"type":"gpt","partitions":{
+	controlPlaneDisko = `{"disk":{"main":{"type":"disk","device":"/dev/vda","content":{"type":"gpt","partitions":{
   "ESP":{"size":"128M","type":"EF00","content":{"type":"filesystem","format":"vfat","mountpoint":"/boot","mountOptions":["umask=0077"]}},
   "root":{"size":"100%","content":{"type":"filesystem","format":"ext4","mountpoint":"/","extraArgs":["-L","nixos"]}}}}}}}`
-	workerPlan = `{"disk":{"main":{"type":"disk","device":"/dev/vda","content":{"type":"gpt","partitions":{
+	workerDisko = `{"disk":{"main":{"type":"disk","device":"/dev/vda","content":{"type":"gpt","partitions":{
   "ESP":{"size":"128M","type":"EF00","content":{"type":"filesystem","format":"vfat","mountpoint":"/boot","mountOptions":["umask=0077"]}},
   "swap":{"size":"64M","content":{"type":"swap"}},
   "root":{"size":"100%","content":{"type":"filesystem","format":"ext4","mountpoint":"/","extraArgs":["-L","nixos"]}}}}}}}`

@@ -1,0 +1,38 @@
+package lanes
+
+import (
+	"context"
+	"net"
+
+	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+)
+
+// GuestServerAddr is where guests reach the phone-home server (QEMU
+// guestfwd to the host's loopback listener).
+const GuestServerAddr = "10.0.2.100:80"
+
+// PhoneHome starts the run's phone-home server on loopback with a fresh
+// state of this run (events carry its run id) and returns it with its
+// address; it stops when the run ends. Guests reach it at GuestServerAddr
+// through WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}).
+func (r *Run) PhoneHome(ctx context.Context, nodes []bootstrap.NodeSpec) (*bootstrap.PhoneHomeServer, string, error) {
+	state, err := r.Dir("state", "phone-home")
+	if err != nil {
+		return nil, "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: state, RunID: r.ID(),
+		Nodes: nodes, PublicURL: "http://" + GuestServerAddr, Logger: r.Log()})
+	if err != nil {
+		ln.Close()
+		return nil, "", err
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan struct{})
+	go func() { srv.Serve(sctx, ln); close(served) }()
+	r.Defer(func() { stop(); <-served; srv.Close() })
+	return srv, ln.Addr().String(), nil
+}
