@@ -1,8 +1,8 @@
 package lanes
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/xml"
 	"os"
 	"path/filepath"
