@@ -13,20 +13,36 @@
 //     in-process.
 //   - ultracloud/bootstrap: PhoneHomeServer, Client, Installer, DiskoPlan,
 //     Bundle — the bare-metal bootstrap protocol.
-//   - ultracloud/checks: Check and its combinators.
+//   - ultracloud/checks: Check, its combinators (All, Any, Eventually: fail
+//     at once on a dead machine) and concrete checks (unit active, command,
+//     HTTP, port, phone-home phase, disk file, Nix guards).
 //   - ultracloud/fixture: the embedded default guest (Debian kernel +
 //     initramfs with cmd/ultracloud-guest as PID 1).
-//   - ultracloud/lanes: every documented lane, composed from the above, and
-//     lanes.Registry.
+//   - ultracloud/lanes: the run scaffold, the one driver (lanes.Main), every
+//     documented lane composed from the above, and lanes.Registry.
 //   - examples/<lane>: one small driver per lane, what a Nix check runs.
 //   - cmd/ultracloud: the CLI shim (`ultracloud env`, `ultracloud lanes`,
 //     `ultracloud cluster <verb>`).
 //
-// Imports point one way: ultracloud ← vm, image ← bootstrap ← checks ←
-// fixture ← lanes ← examples, cmd.
+// Imports point one way, down this list and never back up (each package →
+// the packages of this module it imports; TestImportArrows checks this
+// block against `go list`):
 //
-// A lane is assembled by picking a canonical topology
-// (ultracloud.LookupTopology), running the host preflight (vm.Preflight),
-// booting the nodes, waiting on checks, and recording each step in an
-// ultracloud.Report, which is written as JSON and JUnit XML.
+//	ultracloud           → (nothing of ours: the vocabulary)
+//	ultracloud/vm        → ultracloud
+//	ultracloud/image     → (nothing of ours)
+//	ultracloud/bootstrap → ultracloud, ultracloud/image
+//	ultracloud/checks    → ultracloud, ultracloud/vm, ultracloud/bootstrap, ultracloud/image
+//	ultracloud/fixture   → ultracloud/image
+//	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/checks, ultracloud/fixture
+//	examples/<lane>      → ultracloud/lanes
+//	cmd/ultracloud       → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/lanes
+//	cmd/ultracloud-guest → ultracloud, ultracloud/bootstrap
+//
+// A lane is a function on the run scaffold (lanes.Execute, lanes.Run): it
+// boots its topology's nodes (Run.Boot), waits on checks (Run.Wait with
+// checks.UnitActive, checks.Phase, …) and records steps; the scaffold
+// writes the report as JSON, JUnit XML and a timeline. lanes.Main is the
+// one driver behind examples/<lane>, `ultracloud cluster <lane>` and the
+// flake checks. See docs/adding-a-lane.md.
 package testkit
