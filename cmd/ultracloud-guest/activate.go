@@ -26,15 +26,25 @@ type Activation struct {
 	At       time.Time `json:"at"`
 }
 
-// countingSink unpacks into directories and counts files.
+// countingSink unpacks into directories (staged, see bootstrap.Stager)
+// and counts files.
 type countingSink struct {
 	bootstrap.DirSink
-	n int
+	n *int
 }
 
-func (c *countingSink) WriteFile(target, name string, mode fs.FileMode, r io.Reader) error {
-	c.n++
+func (c countingSink) WriteFile(target, name string, mode fs.FileMode, r io.Reader) error {
+	*c.n++
 	return c.DirSink.WriteFile(target, name, mode, r)
+}
+
+// Stage implements bootstrap.Stager, counting what is staged.
+func (c countingSink) Stage() (bootstrap.Sink, func() error, func(), error) {
+	staged, commit, discard, err := c.DirSink.Stage()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return countingSink{DirSink: staged.(bootstrap.DirSink), n: c.n}, commit, discard, nil
 }
 
 // activateMain receives a prebuilt system from the phone-home server and
@@ -76,7 +86,8 @@ func activateMain(args []string) int {
 	if err := c.ReportPhase(ctx, e.Node, bootstrap.PhaseBundleFetched, ""); err != nil {
 		return fail(err)
 	}
-	sink := &countingSink{DirSink: bootstrap.DirSink{bootstrap.TargetRoot: filepath.Join(base, "root"), bootstrap.TargetESP: filepath.Join(base, "esp")}}
+	unpacked := 0
+	sink := countingSink{n: &unpacked, DirSink: bootstrap.DirSink{bootstrap.TargetRoot: filepath.Join(base, "root"), bootstrap.TargetESP: filepath.Join(base, "esp")}}
 	for _, d := range sink.DirSink {
 		os.MkdirAll(d, 0o755)
 	}
@@ -103,7 +114,7 @@ func activateMain(args []string) int {
 	if got := strings.TrimSpace(string(installed)); got != desired.SystemID {
 		return fail(fmt.Errorf("desired system %q, activated %q", desired.SystemID, got))
 	}
-	rec, _ := json.MarshalIndent(Activation{Node: e.Node, SystemID: desired.SystemID, Bundle: b.SHA256, Unpacked: sink.n,
+	rec, _ := json.MarshalIndent(Activation{Node: e.Node, SystemID: desired.SystemID, Bundle: b.SHA256, Unpacked: unpacked,
 		Switched: true, At: time.Now().UTC()}, "", "  ")
 	if err := os.WriteFile("/var/lib/ultracloud/activation.json", append(rec, '\n'), 0o644); err != nil {
 		return fail(err)
@@ -111,6 +122,6 @@ func activateMain(args []string) int {
 	if err := c.ReportPhase(ctx, e.Node, bootstrap.PhaseActive, ""); err != nil {
 		return fail(err)
 	}
-	fmt.Printf("activated %s (%d files unpacked, nothing built)\n", desired.SystemID, sink.n)
+	fmt.Printf("activated %s (%d files unpacked, nothing built)\n", desired.SystemID, unpacked)
 	return 0
 }

@@ -280,6 +280,25 @@ func (b *Bundle) walk(fn func(*tar.Header, *BundleFile, io.Reader) error) error 
 		return fmt.Errorf("%w: %v", ErrBundle, err)
 	}
 	defer f.Close()
+	_, err = b.walkFile(f, fn)
+	return err
+}
+
+// walkFile is walk over an open bundle file, read from its start; it
+// returns the sha256 of the bytes it read (the whole file).
+func (b *Bundle) walkFile(f io.ReadSeeker, fn func(*tar.Header, *BundleFile, io.Reader) error) (string, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBundle, err)
+	}
+	whole := sha256.New()
+	err := b.walkReader(io.TeeReader(f, whole), fn)
+	if err == nil {
+		io.Copy(whole, f) // trailing bytes (zstd padding) count too
+	}
+	return hex.EncodeToString(whole.Sum(nil)), err
+}
+
+func (b *Bundle) walkReader(f io.Reader, fn func(*tar.Header, *BundleFile, io.Reader) error) error {
 	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBundle, err)
@@ -316,6 +335,11 @@ func (b *Bundle) walk(fn func(*tar.Header, *BundleFile, io.Reader) error) error 
 		if err := matchEntry(h, bf); err != nil {
 			return err
 		}
+		for k := range h.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return fmt.Errorf("%w: entry %q is a sparse file (%s); bundles hold whole files only", ErrBundle, h.Name, k)
+			}
+		}
 		if seen[h.Name] {
 			return fmt.Errorf("%w: entry %q appears twice", ErrBundle, h.Name)
 		}
@@ -351,6 +375,8 @@ func typeName(t byte) string {
 		return "device node"
 	case tar.TypeDir:
 		return "directory"
+	case tar.TypeGNUSparse:
+		return "sparse file"
 	case tar.TypeReg:
 		return "regular file"
 	case tar.TypeFifo:
@@ -375,6 +401,14 @@ func checkName(target, name string) error {
 	if path.Clean(name) != name {
 		return fmt.Errorf("%w: path %q is not clean", ErrBundle, name)
 	}
+	if len(name) > 4000 {
+		return fmt.Errorf("%w: path %.40q… is %d bytes (at most 4000)", ErrBundle, name, len(name))
+	}
+	for _, part := range strings.Split(name, "/") {
+		if len(part) > 255 {
+			return fmt.Errorf("%w: path %q has a %d-byte component (at most 255)", ErrBundle, name, len(part))
+		}
+	}
 	return nil
 }
 
@@ -397,27 +431,52 @@ type extractOptions struct{ keepSetID bool }
 // KeepSetID keeps setuid and setgid bits; by default Extract strips them.
 func KeepSetID() ExtractOption { return func(o *extractOptions) { o.keepSetID = true } }
 
+// Stager is a Sink that can write into a staging area and move it into
+// place only when the whole bundle was written and verified (DirSink is
+// one). Extract uses it when the sink offers it.
+type Stager interface {
+	Stage() (staged Sink, commit func() error, discard func(), err error)
+}
+
 // Extract checks the whole bundle first (digest, manifest, every entry's
 // name, type, link, size and sha256; no entry beneath a symlink or a file;
-// hard links only to earlier files of the same target) and only then
-// writes its entries to sink: a bad bundle writes nothing. Setuid and
-// setgid bits are stripped unless KeepSetID.
+// hard links only to earlier files of the same target; no sparse entries)
+// and only then writes its entries to sink: a bad bundle writes nothing.
+// Both passes read one open file and hash it: a file swapped or changed
+// after the check is caught. With a Stager sink the entries land in a
+// staging area that moves into place only on success. Setuid and setgid
+// bits are stripped unless KeepSetID.
 func (b *Bundle) Extract(ctx context.Context, sink Sink, opts ...ExtractOption) error {
 	var o extractOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
+	f, err := os.Open(b.Path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBundle, err)
+	}
+	defer f.Close()
 	check := &Bundle{Path: b.Path}
-	if err := check.walk(func(*tar.Header, *BundleFile, io.Reader) error { return ctx.Err() }); err != nil {
+	sum, err := check.walkFile(f, func(*tar.Header, *BundleFile, io.Reader) error { return ctx.Err() })
+	if err != nil {
 		return err
 	}
-	ls, canLink := sink.(LinkSink)
+	if b.SHA256 != "" && sum != b.SHA256 {
+		return fmt.Errorf("%w: %s has sha256 %s, expected %s", ErrBundle, b.Path, sum, b.SHA256)
+	}
 	for _, f := range check.Manifest.Files {
-		if f.Type != EntryFile && !canLink {
+		if _, canLink := sink.(LinkSink); f.Type != EntryFile && !canLink {
 			return fmt.Errorf("%w: %s/%s is a %s, and this sink (%T) writes regular files only", ErrBundle, f.Target, f.Path, f.Type, sink)
 		}
 	}
-	return check.walk(func(_ *tar.Header, f *BundleFile, r io.Reader) error {
+	commit, discard := func() error { return nil }, func() {}
+	if st, ok := sink.(Stager); ok {
+		if sink, commit, discard, err = st.Stage(); err != nil {
+			return err
+		}
+	}
+	ls, _ := sink.(LinkSink)
+	again, err := check.walkFile(f, func(_ *tar.Header, f *BundleFile, r io.Reader) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -433,6 +492,14 @@ func (b *Bundle) Extract(ctx context.Context, sink Sink, opts ...ExtractOption) 
 		}
 		return sink.WriteFile(f.Target, f.Path, mode, r)
 	})
+	if err == nil && again != sum {
+		err = fmt.Errorf("%w: %s changed while it was extracted (sha256 %s, then %s)", ErrBundle, b.Path, sum, again)
+	}
+	if err != nil {
+		discard()
+		return err
+	}
+	return commit()
 }
 
 // checkManifest validates every entry on its own and against the others,
@@ -572,4 +639,60 @@ func (d DirSink) Link(target, name, existing string) error {
 	}
 	defer root.Close()
 	return root.Link(existing, name)
+}
+
+// Stage implements Stager: each target directory gets a staging directory
+// inside it (so the final moves are renames on one filesystem); commit
+// moves every staged entry into place, discard removes the staging.
+func (d DirSink) Stage() (Sink, func() error, func(), error) {
+	staged := DirSink{}
+	discard := func() {
+		for _, s := range staged {
+			os.RemoveAll(s)
+		}
+	}
+	for target, dir := range d {
+		s, err := os.MkdirTemp(dir, ".ultracloud-staging-")
+		if err != nil {
+			discard()
+			return nil, nil, nil, err
+		}
+		staged[target] = s
+	}
+	commit := func() error {
+		defer discard()
+		for target, dir := range d {
+			if err := moveInto(staged[target], dir); err != nil {
+				return fmt.Errorf("%w: move %s into place: %v", ErrBundle, target, err)
+			}
+		}
+		return nil
+	}
+	return staged, commit, discard, nil
+}
+
+// moveInto moves the tree under from into to: directories are merged,
+// everything else replaces what is there by rename (never through a link).
+func moveInto(from, to string) error {
+	return filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == from {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			if st, err := os.Lstat(dst); err == nil && !st.IsDir() {
+				if err := os.Remove(dst); err != nil {
+					return err
+				}
+			}
+			return os.MkdirAll(dst, 0o755)
+		}
+		if st, err := os.Lstat(dst); err == nil && st.IsDir() {
+			if err := os.RemoveAll(dst); err != nil {
+				return err
+			}
+		}
+		return os.Rename(p, dst)
+	})
 }

@@ -2,6 +2,9 @@ package bootstrap
 
 import (
 	"errors"
+	"fmt"
+	"net"
+	"strings"
 	"slices"
 	"time"
 )
@@ -60,6 +63,27 @@ type Identity struct {
 	Disks        []DiskInfo `json:"disks,omitempty"`
 	Firmware     string     `json:"firmware,omitempty"` // uefi | bios
 	AgentVersion string     `json:"agentVersion,omitempty"`
+	// EnrolSecret is the one-time secret handed to the machine out of band
+	// (see NodeSpec.EnrolSecret).
+	EnrolSecret string `json:"enrolSecret,omitempty"`
+}
+
+// Validate checks the fields that have a fixed form: the firmware is uefi
+// or bios (or unset), every MAC is a MAC.
+func (id Identity) Validate() error {
+	var p []string
+	if id.Firmware != "" && id.Firmware != "uefi" && id.Firmware != "bios" {
+		p = append(p, fmt.Sprintf("firmware %q: use uefi or bios", id.Firmware))
+	}
+	for i, m := range id.MACs {
+		if hw, err := net.ParseMAC(m); err != nil || len(hw) != 6 {
+			p = append(p, fmt.Sprintf("macs[%d] %q is not a MAC such as 52:54:00:12:34:56", i, m))
+		}
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("bad identity: %s", strings.Join(p, "; "))
+	}
+	return nil
 }
 
 // BundleRef tells a machine which bundle to fetch.

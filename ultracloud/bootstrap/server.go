@@ -9,11 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +24,20 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// maxBody bounds every request body.
-const maxBody = 1 << 20
+// Bounds on what a client can make the server hold.
+const (
+	// maxBody bounds every request body (an identity is well under 1 KiB).
+	maxBody = 16 << 10
+	// maxDiscovered bounds the unmatched machines kept; the oldest go first.
+	maxDiscovered = 256
+	// maxPhaseHistory bounds a node's recorded phase events; the oldest go.
+	maxPhaseHistory = 64
+	// defaultBodyTimeout bounds how long a request body may take to arrive.
+	defaultBodyTimeout = 10 * time.Second
+	// minBundleRate is the slowest bundle download allowed (bytes/s), on
+	// top of 30 s.
+	minBundleRate = 256 << 10
+)
 
 // NodeSpec is what the server knows about one node of the topology.
 type NodeSpec struct {
@@ -41,6 +55,12 @@ type NodeSpec struct {
 	Bundle string
 	// SystemID is the desired system.
 	SystemID string
+	// EnrolSecret is a one-time secret the harness hands the machine out of
+	// band (SMBIOS OEM string or kernel command line
+	// ultracloud.enrol-secret=…). A node with a secret enrols only with
+	// it; once used, re-enrolment needs the node's current token or the
+	// admin token.
+	EnrolSecret string
 }
 
 // ServerConfig configures a PhoneHomeServer.
@@ -61,6 +81,13 @@ type ServerConfig struct {
 	// a wait with that run's phases. Empty: events are not scoped (a
 	// standalone server that continues across restarts).
 	RunID string
+	// RequireEnrolSecret refuses to start unless every node has an
+	// EnrolSecret (the lanes' default): knowing a MAC is then not enough
+	// to take a node.
+	RequireEnrolSecret bool
+	// BodyTimeout bounds how long a request body may take to arrive
+	// (default 10 s).
+	BodyTimeout time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -82,8 +109,10 @@ type nodeState struct {
 	Identity   *Identity `json:"identity,omitempty"`
 	EnrolledAt time.Time `json:"enrolledAt,omitzero"`
 	// Run is the run id of the current enrolment.
-	Run    string       `json:"run,omitempty"`
-	Phases []PhaseEvent `json:"phases"`
+	Run string `json:"run,omitempty"`
+	// SecretUsed: the one-time enrolment secret has been used.
+	SecretUsed bool         `json:"secretUsed,omitempty"`
+	Phases     []PhaseEvent `json:"phases"`
 }
 
 // current returns the phase of the current attempt ("" before any).
@@ -135,6 +164,13 @@ type PhoneHomeServer struct {
 	changed chan struct{}
 	subs    map[int]chan PhaseEvent
 	nextSub int
+	// locks serialise each node's decide-persist-apply (enrolments and
+	// phase reports); different nodes proceed (and batch) in parallel.
+	locks map[string]*sync.Mutex
+	// discMu serialises the discovered bucket's capped writes.
+	discMu sync.Mutex
+	// failSave, in tests, makes persisting fail.
+	failSave func() error
 }
 
 // NewPhoneHomeServer opens (or creates) the state in cfg.StateDir and
@@ -143,7 +179,10 @@ type PhoneHomeServer struct {
 func NewPhoneHomeServer(cfg ServerConfig) (*PhoneHomeServer, error) {
 	s := &PhoneHomeServer{cfg: cfg, log: cfg.Logger, specs: map[string]NodeSpec{}, bundles: map[string]bundleInfo{},
 		state: map[string]*nodeState{}, tokens: map[string]string{}, changed: make(chan struct{}), subs: map[int]chan PhaseEvent{},
-		byKey: map[string][]string{}}
+		byKey: map[string][]string{}, locks: map[string]*sync.Mutex{}}
+	if s.cfg.BodyTimeout <= 0 {
+		s.cfg.BodyTimeout = defaultBodyTimeout
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -182,6 +221,10 @@ func NewPhoneHomeServer(cfg ServerConfig) (*PhoneHomeServer, error) {
 			return nil, fmt.Errorf("phone-home: node %q has no selector (machine-id, serial or MAC)", n.Name)
 		}
 		s.specs[n.Name] = n
+		s.locks[n.Name] = &sync.Mutex{}
+		if cfg.RequireEnrolSecret && n.EnrolSecret == "" {
+			return nil, fmt.Errorf("phone-home: node %q has no EnrolSecret, and RequireEnrolSecret is set; give every node one (the lanes pass it as an SMBIOS OEM string)", n.Name)
+		}
 		if n.Bundle != "" {
 			bi, err := hashBundle(n.Bundle)
 			if err != nil {
@@ -281,9 +324,25 @@ func (s *PhoneHomeServer) Handler() http.Handler {
 		mux.HandleFunc(r.method+" "+r.pattern, r.handler)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, rt := range s.routes() {
+			if routePath(rt.pattern).MatchString(r.URL.Path) && !slices.Contains(allow, rt.method) {
+				allow = append(allow, rt.method)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s; see docs/phone-home.openapi.yaml", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// routePath turns a route pattern into a regexp of the paths it matches.
+func routePath(pattern string) *regexp.Regexp {
+	return regexp.MustCompile("^" + regexp.MustCompile(`\\\{[^}]+\\\}`).ReplaceAllString(regexp.QuoteMeta(pattern), `[^/]+`) + "$")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -296,21 +355,26 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, apiError{Error: msg})
 }
 
-// decode reads a size-limited, strict JSON body.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+// decode reads a size- and time-limited, strict JSON body: unknown fields,
+// keys that differ from the field names in case, duplicate keys and
+// trailing values are refused.
+func (s *PhoneHomeServer) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBody))
-		} else {
-			writeError(w, http.StatusBadRequest, "bad request body: "+strings.TrimPrefix(err.Error(), "json: "))
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", s.cfg.BodyTimeout))
+		default:
+			writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
 		}
 		return false
 	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "bad request body: more than one JSON value")
+	if err := StrictJSON(data, v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad request body: "+err.Error())
 		return false
 	}
 	return true
@@ -377,6 +441,11 @@ func (s *PhoneHomeServer) match(id Identity) (NodeSpec, error) {
 // save persists ns durably (bbolt fsyncs each commit; concurrent saves
 // share one through Batch) and never replaces a newer version.
 func (s *PhoneHomeServer) save(ns nodeState) error {
+	if s.failSave != nil {
+		if err := s.failSave(); err != nil {
+			return err
+		}
+	}
 	data, err := json.Marshal(ns)
 	if err != nil {
 		return err
@@ -397,51 +466,57 @@ func (s *PhoneHomeServer) save(ns nodeState) error {
 
 func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request) {
 	var id Identity
-	if !decode(w, r, &id) {
+	if !s.decode(w, r, &id) {
+		return
+	}
+	if err := id.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	spec, err := s.match(id)
 	if err != nil {
-		d := Discovery{Identity: id, Reason: err.Error(), At: time.Now().UTC()}
-		key := id.MachineID
-		if key == "" && len(id.MACs) > 0 {
-			key = strings.ToLower(id.MACs[0])
-		}
-		if key == "" {
-			key = id.Serial
-		}
-		data, _ := json.Marshal(d)
-		s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDiscovered).Put([]byte("m:"+key), data) })
-		s.log.Warn("unknown machine phoned home", "identity", id, "reason", err)
-		s.broadcast(PhaseEvent{Node: "", Phase: "discovered", Reason: err.Error(), At: d.At})
+		s.discovered(id, err)
 		writeError(w, http.StatusNotFound, err.Error())
 		return
 	}
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	token := hex.EncodeToString(raw)
+	// Decide, persist, and only then apply in memory, under the node's
+	// lock: a failed persist changes nothing, a concurrent report of the
+	// same node waits.
+	lock := s.locks[spec.Name]
+	lock.Lock()
+	defer lock.Unlock()
 	s.mu.Lock()
 	ns := s.state[spec.Name]
 	if ns == nil {
 		ns = &nodeState{Name: spec.Name, Phases: []PhaseEvent{}}
 	}
 	next := *ns
-	if next.TokenHash != "" {
-		delete(s.tokens, next.TokenHash)
+	s.mu.Unlock()
+	if code, err := s.admit(r, spec, &next, id); err != nil {
+		s.log.Warn("enrolment refused", "node", spec.Name, "reason", err)
+		writeError(w, code, err.Error())
+		return
 	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	token := hex.EncodeToString(raw)
 	next.TokenHash = hashToken(token)
 	next.Attempt++
 	next.Version++
 	next.Identity = &id
 	next.EnrolledAt = time.Now().UTC()
 	next.Run = s.cfg.RunID
-	s.state[spec.Name] = &next
-	s.tokens[next.TokenHash] = spec.Name
-	s.mu.Unlock()
 	if err := s.save(next); err != nil {
 		writeError(w, http.StatusInternalServerError, "persist enrolment: "+err.Error())
 		return
 	}
+	s.mu.Lock()
+	if ns.TokenHash != "" {
+		delete(s.tokens, ns.TokenHash)
+	}
+	s.state[spec.Name] = &next
+	s.tokens[next.TokenHash] = spec.Name
+	s.mu.Unlock()
 	s.broadcast(PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt, Run: next.Run})
 	s.log.Info("machine enrolled", "node", spec.Name, "attempt", next.Attempt)
 	e := Enrollment{Node: spec.Name, Role: spec.Role, Token: token, Plan: spec.Plan, TargetDisk: spec.TargetDisk, SystemID: spec.SystemID, Run: next.Run}
@@ -449,6 +524,65 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 		e.Bundle = BundleRef{URL: strings.TrimRight(s.cfg.PublicURL, "/") + "/api/v1/bundles/" + bi.sha, Size: bi.size, SHA256: bi.sha}
 	}
 	writeJSON(w, http.StatusOK, e)
+}
+
+// admit applies the enrolment policy to a node with a secret: its first
+// enrolment needs the one-time secret (then spent); a re-enrolment needs
+// the node's current token or the admin token.
+func (s *PhoneHomeServer) admit(r *http.Request, spec NodeSpec, next *nodeState, id Identity) (int, error) {
+	if spec.EnrolSecret == "" {
+		return 0, nil
+	}
+	if !next.SecretUsed {
+		if subtle.ConstantTimeCompare([]byte(id.EnrolSecret), []byte(spec.EnrolSecret)) != 1 {
+			return http.StatusForbidden, fmt.Errorf("%w: node %q enrols only with its enrolment secret (SMBIOS OEM string or ultracloud.enrol-secret=)", ErrForbidden, spec.Name)
+		}
+		next.SecretUsed = true
+		return 0, nil
+	}
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	isAdmin := s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1
+	isNode := tok != "" && next.TokenHash != "" && subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(next.TokenHash)) == 1
+	if !isAdmin && !isNode {
+		return http.StatusForbidden, fmt.Errorf("%w: node %q is enrolled and its secret is spent; re-enrolment needs its current token or the admin token", ErrForbidden, spec.Name)
+	}
+	return 0, nil
+}
+
+// discovered records an unmatched machine, keeping at most maxDiscovered
+// (the oldest are evicted).
+func (s *PhoneHomeServer) discovered(id Identity, reason error) {
+	d := Discovery{Identity: id, Reason: reason.Error(), At: time.Now().UTC()}
+	key := id.MachineID
+	if key == "" && len(id.MACs) > 0 {
+		key = strings.ToLower(id.MACs[0])
+	}
+	if key == "" {
+		key = id.Serial
+	}
+	data, _ := json.Marshal(d)
+	s.discMu.Lock()
+	s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDiscovered)
+		if b.Get([]byte("m:"+key)) == nil && b.Stats().KeyN >= maxDiscovered {
+			var oldestKey []byte
+			var oldest time.Time
+			b.ForEach(func(k, v []byte) error {
+				var o Discovery
+				if json.Unmarshal(v, &o) == nil && (oldestKey == nil || o.At.Before(oldest)) {
+					oldestKey, oldest = slices.Clone(k), o.At
+				}
+				return nil
+			})
+			if oldestKey != nil {
+				b.Delete(oldestKey)
+			}
+		}
+		return b.Put([]byte("m:"+key), data)
+	})
+	s.discMu.Unlock()
+	s.log.Warn("unknown machine phoned home", "identity", id, "reason", reason)
+	s.broadcast(PhaseEvent{Node: "", Phase: "discovered", Reason: reason.Error(), At: d.At})
 }
 
 func (s *PhoneHomeServer) handleBundle(w http.ResponseWriter, r *http.Request) {
@@ -469,6 +603,8 @@ func (s *PhoneHomeServer) handleBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	// Downloads get a rate-based allowance, not forever.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(30*time.Second + time.Duration(bi.size/minBundleRate)*time.Second))
 	w.Header().Set("ETag", `"`+bi.sha+`"`)
 	w.Header().Set("Content-Type", "application/zstd")
 	w.Header().Set("X-Content-SHA256", bi.sha)
@@ -501,14 +637,15 @@ func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var rep PhaseReport
-	if !decode(w, r, &rep) {
+	if !s.decode(w, r, &rep) {
 		return
 	}
 	if !rep.Phase.Valid() {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown phase %q; phases are %v and failed", rep.Phase, Phases()))
 		return
 	}
-	code, ev, err := s.record(node, rep)
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	code, ev, err := s.record(node, hashToken(tok), rep)
 	if err != nil {
 		writeError(w, code, err.Error())
 		return
@@ -516,11 +653,20 @@ func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, ev)
 }
 
-// record applies a phase report; it returns the HTTP status to answer. The
-// report is durable (fsynced) before it is acknowledged.
-func (s *PhoneHomeServer) record(node string, rep PhaseReport) (int, PhaseEvent, error) {
+// record applies a phase report of the token tokenHash; it returns the
+// HTTP status to answer. Under the node's lock the token is checked again
+// (a re-enrolment since the request began revokes it), the report is made
+// durable (fsynced), and only then applied in memory and acknowledged.
+func (s *PhoneHomeServer) record(node, tokenHash string, rep PhaseReport) (int, PhaseEvent, error) {
+	lock := s.locks[node]
+	lock.Lock()
+	defer lock.Unlock()
 	s.mu.Lock()
 	ns := s.state[node]
+	if ns == nil || ns.TokenHash != tokenHash {
+		s.mu.Unlock()
+		return http.StatusUnauthorized, PhaseEvent{}, fmt.Errorf("%w: this token of %s was revoked by a re-enrolment; phone home again", ErrForbidden, node)
+	}
 	cur, has := ns.current()
 	if has && cur.Phase == rep.Phase {
 		s.mu.Unlock()
@@ -538,16 +684,16 @@ func (s *PhoneHomeServer) record(node string, rep PhaseReport) (int, PhaseEvent,
 	next := *ns
 	next.Version++
 	next.Phases = append(slices.Clone(ns.Phases), ev)
-	s.state[node] = &next
+	if len(next.Phases) > maxPhaseHistory {
+		next.Phases = slices.Clone(next.Phases[len(next.Phases)-maxPhaseHistory:])
+	}
 	s.mu.Unlock()
 	if err := s.save(next); err != nil {
-		s.mu.Lock()
-		if s.state[node] == &next { // undo, unless something newer landed
-			s.state[node] = ns
-		}
-		s.mu.Unlock()
 		return http.StatusInternalServerError, PhaseEvent{}, fmt.Errorf("persist phase: %w", err)
 	}
+	s.mu.Lock()
+	s.state[node] = &next
+	s.mu.Unlock()
 	s.broadcast(ev)
 	s.log.Info("phase", "node", node, "phase", rep.Phase, "reason", rep.Reason)
 	return http.StatusOK, ev, nil
