@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"slices"
+	"strings"
 	"time"
 )
 
