@@ -29,7 +29,7 @@ func (g *guest) slogger() *slog.Logger {
 
 // identity is what this machine reports when it phones home.
 func identity() bootstrap.Identity {
-	id := bootstrap.Identity{AgentVersion: "ultracloud-guest", Firmware: "bios"}
+	id := bootstrap.Identity{AgentVersion: "ultracloud-guest", Firmware: "bios", EnrolSecret: enrolSecret()}
 	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
 		id.Firmware = "uefi"
 	}

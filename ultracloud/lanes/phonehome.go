@@ -2,6 +2,9 @@ package lanes
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
 	"net"
 
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
@@ -15,7 +18,23 @@ const GuestServerAddr = "10.0.2.100:80"
 // state of this run (events carry its run id) and returns it with its
 // address; it stops when the run ends. Guests reach it at GuestServerAddr
 // through WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}).
+//
+// Enrolment is secured: every node without an EnrolSecret gets a random
+// one-time secret, the server requires it, and Boot hands it to the node's
+// machine as an SMBIOS OEM string (ultracloud.enrol-secret=…). Knowing a
+// MAC is not enough to take a node.
 func (r *Run) PhoneHome(ctx context.Context, nodes []bootstrap.NodeSpec) (*bootstrap.PhoneHomeServer, string, error) {
+	nodes = slices.Clone(nodes)
+	for i := range nodes {
+		if nodes[i].EnrolSecret == "" {
+			var b [24]byte
+			rand.Read(b[:])
+			nodes[i].EnrolSecret = hex.EncodeToString(b[:])
+		}
+		r.mu.Lock()
+		r.secrets[nodes[i].Name] = nodes[i].EnrolSecret
+		r.mu.Unlock()
+	}
 	state, err := r.Dir("state", "phone-home")
 	if err != nil {
 		return nil, "", err
@@ -24,7 +43,7 @@ func (r *Run) PhoneHome(ctx context.Context, nodes []bootstrap.NodeSpec) (*boots
 	if err != nil {
 		return nil, "", err
 	}
-	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: state, RunID: r.ID(),
+	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: state, RunID: r.ID(), RequireEnrolSecret: true,
 		Nodes: nodes, PublicURL: "http://" + GuestServerAddr, Logger: r.Log()})
 	if err != nil {
 		ln.Close()

@@ -60,6 +60,9 @@ type Run struct {
 	kept     map[*vm.Machine]bool
 	arts     *fixture.Artifacts
 	closers  []func()
+	// secrets are the nodes' enrolment secrets (PhoneHome), handed to
+	// their machines by Boot.
+	secrets map[string]string
 }
 
 // Execute runs fn on the scaffold and returns the lane's report.
@@ -72,7 +75,7 @@ func Execute(ctx context.Context, cfg ultracloud.RunConfig, spec Spec, fn LaneFu
 	if spec.Name == "" {
 		return nil, fmt.Errorf("%w: Spec.Name is empty", ultracloud.ErrInvalid)
 	}
-	r := &Run{cfg: cfg, spec: spec, switches: map[string]*vm.Switch{}, machines: map[string]*vm.Machine{}, kept: map[*vm.Machine]bool{}}
+	r := &Run{cfg: cfg, spec: spec, switches: map[string]*vm.Switch{}, machines: map[string]*vm.Machine{}, kept: map[*vm.Machine]bool{}, secrets: map[string]string{}}
 	switch {
 	case spec.Topo != nil:
 		r.topo = spec.Topo.Clone()
@@ -352,6 +355,11 @@ func (r *Run) Boot(ctx context.Context, node string, opts ...BootOption) (*vm.Ma
 		return nil, err
 	}
 	cfg.Logger = r.log.With("node", node)
+	r.mu.Lock()
+	if sec, ok := r.secrets[node]; ok {
+		cfg.OEMStrings = append(cfg.OEMStrings, "ultracloud.enrol-secret="+sec)
+	}
+	r.mu.Unlock()
 	for _, o := range opts {
 		o(&cfg)
 	}

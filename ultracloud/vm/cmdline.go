@@ -121,6 +121,9 @@ func commandLine(c *Config, p paths) []string {
 		}
 		a = append(a, "-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s,id=%s", netdev, n.MAC, n.ID))
 	}
+	for _, s := range c.OEMStrings {
+		a = append(a, "-smbios", "type=11,value="+strings.ReplaceAll(s, ",", ",,"))
+	}
 	return append(a, c.ExtraArgs...)
 }
 

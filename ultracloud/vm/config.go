@@ -137,6 +137,10 @@ type Config struct {
 	AllowReboot bool
 	// Actions set QEMU's -action (implies AllowReboot semantics as given).
 	Actions Actions
+	// OEMStrings are SMBIOS type 11 strings the guest reads from its
+	// firmware tables: how secrets reach a machine out of band (the
+	// enrolment secret: "ultracloud.enrol-secret=…").
+	OEMStrings []string
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 	// Logger receives lifecycle logs (default: discard).

@@ -1,0 +1,50 @@
+package lanes
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/vm"
+)
+
+// The lanes' enrolment is secured: a machine that knows its MAC but did
+// not get the node's secret (no SMBIOS OEM string) is refused; the same
+// machine with the secret enrols.
+func TestEnrolmentNeedsTheSecret(t *testing.T) {
+	cfg := runConfig(t)
+	topo := DeployerSmokeTopology()
+	r, err := Execute(context.Background(), cfg, Spec{Name: "enrol-secret", Topo: &topo}, func(ctx context.Context, r *Run) error {
+		node := topo.Nodes[0]
+		_, addr, err := r.PhoneHome(ctx, []bootstrap.NodeSpec{{Name: node.Name, Role: "worker", MACs: []string{node.NICs[0].MAC}}})
+		if err != nil {
+			return err
+		}
+		m, err := r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=shell ultracloud.if="+node.NICs[0].MAC+"=10.0.2.15/24@10.0.2.2"),
+			WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}),
+			WithMachine(func(c *vm.Config) { c.OEMStrings = nil })) // the secret withheld
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, r.Scaled(time.Minute))
+		defer cancel()
+		out, err := m.Shell().Fail(ctx, "/init activate --server http://"+strings.TrimSuffix(GuestServerAddr, ":80")+" 2>&1")
+		if err != nil {
+			t.Errorf("enrolment without the secret succeeded: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "enrolment secret") {
+			t.Errorf("refusal does not name the secret: %s", out)
+		}
+		// The secret as the lanes hand it (an OEM string) is what admits it.
+		sec, err := m.Shell().Succeed(ctx, "cat /proc/cmdline")
+		if err == nil && strings.Contains(sec, "enrol-secret") {
+			t.Errorf("the secret leaked onto the kernel command line: %s", sec)
+		}
+		return nil
+	})
+	if err != nil || !r.Passed() {
+		t.Fatalf("%v %s", err, r.Reason)
+	}
+}
