@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"slices"
 	"net"
+	"slices"
 
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 )
