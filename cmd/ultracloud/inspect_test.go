@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"github.com/photoncloud/testkit/ultracloud/image"
@@ -64,5 +67,35 @@ func TestInspectISO(t *testing.T) {
 func TestDiskoLayoutNeedsSize(t *testing.T) {
 	if _, err := run(t, "disko", "layout", "../../ultracloud/bootstrap/testdata/disko/esp-root.json"); err == nil || !strings.Contains(err.Error(), "--disk-size") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// `inspect disk` on a hostile GPT (4 billion entries: go-diskfs would
+// allocate them and die) answers with one line and a non-zero exit, at
+// once.
+func TestInspectHostileDisk(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "hostile.img")
+	h := make([]byte, 512)
+	copy(h, "EFI PART")
+	le := binary.LittleEndian
+	le.PutUint32(h[12:], 92)
+	le.PutUint64(h[24:], 1)
+	le.PutUint64(h[40:], 34)
+	le.PutUint64(h[48:], 16000)
+	le.PutUint64(h[72:], 2)
+	le.PutUint32(h[80:], 0xFFFFFFFF)
+	le.PutUint32(h[84:], 128)
+	le.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
+	f, _ := os.Create(img)
+	f.WriteAt(h, 512)
+	f.Truncate(8 << 20)
+	f.Close()
+	start := time.Now()
+	_, err := run(t, "inspect", "disk", img)
+	if err == nil || strings.Contains(err.Error(), "\n") || !errors.Is(err, image.ErrBadTable) {
+		t.Fatalf("want a one-line bad-table error, got %v", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("took %v", d)
 	}
 }
