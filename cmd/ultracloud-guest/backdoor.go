@@ -54,6 +54,10 @@ func (g *guest) backdoor(dev string) {
 			continue
 		}
 		ws := <-done
+		if g.stopping.Load() {
+			g.logf("backdoor shell ended (%s) during shutdown", describe(ws))
+			return
+		}
 		g.logf("backdoor shell ended (%s); restarting", describe(ws))
 		time.Sleep(200 * time.Millisecond)
 	}

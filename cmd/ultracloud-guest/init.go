@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,6 +17,9 @@ type guest struct {
 	cmdline map[string][]string
 	role    string
 	procs   *procs
+	// stopping is set when a power verb began the shutdown: the backdoor
+	// shell is not restarted any more (one greeting per boot).
+	stopping atomic.Bool
 }
 
 func (g *guest) marker(phase string, kv ...string) {

@@ -99,6 +99,17 @@ func (g *guest) network() error {
 		os.WriteFile("/proc/sys/kernel/hostname", []byte(h), 0o644)
 		host = h
 	}
+	writeHosts(host)
 	g.marker(ultracloud.PhaseNetworkUp, "ifaces", strings.Join(up, ","), "hostname", host)
 	return nil
+}
+
+// writeHosts writes /etc/hosts as NixOS has it: localhost on both loopback
+// addresses, and the machine's own name.
+func writeHosts(host string) {
+	hosts := "127.0.0.1 localhost\n::1 localhost\n"
+	if host != "" {
+		hosts += "127.0.0.2 " + host + "\n"
+	}
+	os.WriteFile("/etc/hosts", []byte(hosts), 0o644)
 }

@@ -50,6 +50,7 @@ func (s *supervisor) shutdown(verb string) {
 	s.shuttingDown = true
 	names := slices.Clone(s.order)
 	s.mu.Unlock()
+	s.g.stopping.Store(true)
 	s.g.logf("%s: stopping %d units", verb, len(names))
 	slices.Reverse(names)
 	for _, n := range names {

@@ -25,6 +25,9 @@ var (
 	ErrCommandFailed = errors.New("guest command failed")
 	// ErrUnitFailed: a unit entered the failed state.
 	ErrUnitFailed = errors.New("unit failed")
+	// ErrRebooted: the guest rebooted while a command ran (its reply is
+	// lost); the shell is usable again.
+	ErrRebooted = errors.New("guest rebooted")
 	// ErrUnitInactive: a waited-on unit is inactive with no pending jobs,
 	// so nothing will start it (the NixOS driver fails at once too).
 	ErrUnitInactive = errors.New("unit inactive")

@@ -252,6 +252,16 @@ func (m *Machine) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Reboot reboots the guest as the NixOS driver's reboot() does (Ctrl-Alt-Del)
+// and returns once its backdoor shell greets again; no command runs across
+// it. The machine needs AllowReboot (else QEMU's -no-reboot ends it).
+func (m *Machine) Reboot(ctx context.Context) error {
+	if !m.cfg.AllowReboot {
+		return fmt.Errorf("%w: %s runs with -no-reboot; set Config.AllowReboot to reboot it", ErrConfig, m.cfg.Name)
+	}
+	return m.shell.awaitReboot(ctx, func() error { return m.qmp.SendKey(ctx, "ctrl", "alt", "delete") })
+}
+
 // Kill ends QEMU with SIGKILL, like pulling the power cord, and waits for
 // it to be gone.
 func (m *Machine) Kill() error {

@@ -165,6 +165,28 @@ func (q *QMP) Run(ctx context.Context, command string, args any, out any) error 
 	}
 }
 
+// SendKey presses keys together (QEMU qcodes: "ctrl", "alt", "delete",
+// "ret", "a", …), as the NixOS driver's send_key does.
+func (q *QMP) SendKey(ctx context.Context, keys ...string) error {
+	type key struct {
+		Type string `json:"type"`
+		Data string `json:"data"`
+	}
+	var ks []key
+	for _, k := range keys {
+		ks = append(ks, key{"qcode", k})
+	}
+	return q.Run(ctx, "send-key", map[string]any{"keys": ks}, nil)
+}
+
+// MonitorCommand runs a human monitor command (the NixOS driver's
+// send_monitor_command) and returns its output.
+func (q *QMP) MonitorCommand(ctx context.Context, cmd string) (string, error) {
+	var out string
+	err := q.Run(ctx, "human-monitor-command", map[string]any{"command-line": cmd}, &out)
+	return out, err
+}
+
 // StatusInfo is the reply of query-status.
 type StatusInfo struct {
 	Running bool   `json:"running"`

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,9 @@ const Greeting = "Spawning backdoor root shell..."
 // its stdout read back as one base64 line, then its exit code with
 // `echo ${PIPESTATUS[0]}`. Commands are serialised.
 type Shell struct {
+	// boots counts greetings after the first (guest reboots); the reader
+	// bumps it before it queues rebootMark.
+	boots    atomic.Int64
 	ln       net.Listener
 	mu       sync.Mutex // one command at a time; guards owed
 	conn     net.Conn
@@ -81,10 +85,19 @@ func (s *Shell) accept() {
 				close(s.lines)
 				return
 			}
+			if strings.Contains(line, Greeting) {
+				// The guest rebooted (or its shell restarted): a new shell
+				// greets, as the NixOS driver expects after reboot().
+				s.boots.Add(1)
+				line = rebootMark
+			}
 			s.lines <- line
 		}
 	}()
 }
+
+// rebootMark stands in the reply stream for a new greeting.
+const rebootMark = "\x00reboot"
 
 // Connected waits for the greeting: bounded by ctx, failing at once when
 // QEMU exits.
@@ -158,6 +171,7 @@ func (s *Shell) Execute(ctx context.Context, cmd string) (Result, error) {
 // when ctx ends or QEMU exits. A reply abandoned on cancellation is owed:
 // the guest's `timeout` ends the command, and the next call discards it.
 func (s *Shell) roundTrip(ctx context.Context, line string) (string, error) {
+	boots := s.boots.Load()
 	if _, err := s.conn.Write([]byte(line)); err != nil {
 		return "", fmt.Errorf("%w: write to backdoor: %v", ErrExited, err)
 	}
@@ -166,6 +180,14 @@ func (s *Shell) roundTrip(ctx context.Context, line string) (string, error) {
 		case l, ok := <-s.lines:
 			if !ok {
 				return "", fmt.Errorf("%w: backdoor closed: %v", ErrExited, s.readErr)
+			}
+			if l == rebootMark {
+				// Nothing of the old shell will answer any more.
+				s.owed = 0
+				if s.boots.Load() > boots {
+					return "", fmt.Errorf("%w while %q ran", ErrRebooted, strings.TrimSpace(line))
+				}
+				continue // a reboot before this command: its reply follows
 			}
 			if s.owed > 0 {
 				s.owed--
@@ -315,10 +337,45 @@ func (s *Shell) SendLine(ctx context.Context, line string) error {
 	return nil
 }
 
-// WaitForOpenPort waits until something listens on TCP port in the guest.
-func (s *Shell) WaitForOpenPort(ctx context.Context, port int) error {
-	_, err := s.WaitUntilSucceeds(ctx, fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d", port))
+// WaitForOpenPort waits until something accepts TCP connections on port
+// in the guest, at addr (default localhost; IPv6 addresses too), with the
+// NixOS driver's `nc -z` probe.
+func (s *Shell) WaitForOpenPort(ctx context.Context, port int, addr ...string) error {
+	a := "localhost"
+	if len(addr) > 0 && addr[0] != "" {
+		a = addr[0]
+	}
+	_, err := s.WaitUntilSucceeds(ctx, fmt.Sprintf("nc -z %s %d", shellQuote(a), port))
 	return err
+}
+
+// awaitReboot holds the shell until the guest greets again: no command
+// runs across a planned reboot.
+func (s *Shell) awaitReboot(ctx context.Context, reboot func() error) error {
+	if err := s.Connected(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := reboot(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				return fmt.Errorf("%w: backdoor closed during the reboot: %v%s", ErrExited, s.readErr, s.describe())
+			}
+			if l == rebootMark {
+				s.owed = 0
+				return nil
+			}
+		case <-s.exited:
+			return fmt.Errorf("%w during the reboot (QEMU runs with -no-reboot unless AllowReboot)%s", ErrExited, s.describe())
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the guest to greet after the reboot: %w%s", ctx.Err(), s.describe())
+		}
+	}
 }
 
 // CopyFromGuest reads the guest file guestPath into hostPath.
