@@ -9,10 +9,13 @@
 //     JUnit), HostEnv.
 //   - ultracloud/vm: QEMU machines. Preflight decides the accelerator (KVM
 //     only when it is usable for Linux guests, else TCG).
-//   - ultracloud/image: ISO, initramfs (cpio) and disk images written and read
-//     in-process.
-//   - ultracloud/bootstrap: PhoneHomeServer, Client, Installer, DiskoPlan,
-//     Bundle — the bare-metal bootstrap protocol.
+//   - ultracloud/image: initramfs (cpio), disk images and filesystems written
+//     and read in-process; ultracloud/image/iso: ISO 9660 with El Torito.
+//   - ultracloud/bootstrap: the guest side of the bare-metal bootstrap
+//     protocol (Client, Installer, Agent) and what both sides share
+//     (DiskoPlan, Bundle, the protocol types). PID 1 of the fixture imports
+//     it: no server, no state database, no ISO code.
+//   - ultracloud/deployer: the host side, PhoneHomeServer (bbolt state).
 //   - ultracloud/checks: Check, its combinators (All, Any, Eventually: fail
 //     at once on a dead machine) and concrete checks (unit active, command,
 //     HTTP, port, phone-home phase, disk file, Nix guards).
@@ -31,12 +34,14 @@
 //	ultracloud           → (nothing of ours: the vocabulary)
 //	ultracloud/vm        → ultracloud
 //	ultracloud/image     → (nothing of ours)
+//	ultracloud/image/iso → ultracloud/image
 //	ultracloud/bootstrap → ultracloud, ultracloud/image
-//	ultracloud/checks    → ultracloud, ultracloud/vm, ultracloud/bootstrap, ultracloud/image
-//	ultracloud/fixture   → ultracloud/image
-//	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/checks, ultracloud/fixture
+//	ultracloud/deployer  → ultracloud/bootstrap
+//	ultracloud/checks    → ultracloud, ultracloud/vm, ultracloud/bootstrap, ultracloud/deployer, ultracloud/image
+//	ultracloud/fixture   → ultracloud/image, ultracloud/image/iso
+//	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/fixture
 //	examples/<lane>      → ultracloud/lanes
-//	cmd/ultracloud       → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/lanes
+//	cmd/ultracloud       → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/image/iso, ultracloud/bootstrap, ultracloud/deployer, ultracloud/lanes
 //	cmd/ultracloud-guest → ultracloud, ultracloud/bootstrap
 //
 // A lane is a function on the run scaffold (lanes.Execute, lanes.Run): it

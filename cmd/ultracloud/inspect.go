@@ -11,6 +11,7 @@ import (
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"github.com/photoncloud/testkit/ultracloud/image"
+	"github.com/photoncloud/testkit/ultracloud/image/iso"
 )
 
 func newInspect() *cobra.Command {
@@ -30,32 +31,32 @@ func newInspectISO() *cobra.Command {
 		Short: "List an ISO's volume id, El Torito boot entries and files",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			iso, err := image.OpenISO(args[0])
+			img, err := iso.Open(args[0])
 			if err != nil {
 				return err
 			}
-			defer iso.Close()
+			defer img.Close()
 			out := cmd.OutOrStdout()
 			if cat != "" {
-				data, err := iso.ReadFile(cat)
+				data, err := img.ReadFile(cat)
 				if err != nil {
 					return err
 				}
 				_, err = out.Write(data)
 				return err
 			}
-			files, err := iso.Walk()
+			files, err := img.Walk()
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				return writeJSON(out, struct {
-					*image.ISO
+					*iso.Image
 					Files []string `json:"files"`
-				}{iso, files})
+				}{img, files})
 			}
-			fmt.Fprintf(out, "%s: volume %q, %d bytes\n", iso.Path, iso.VolumeID, iso.Size)
-			for _, e := range iso.BootEntries {
+			fmt.Fprintf(out, "%s: volume %q, %d bytes\n", img.Path, img.VolumeID, img.Size)
+			for _, e := range img.BootEntries {
 				fmt.Fprintf(out, "  boot entry: platform %s, bootable %v, emulation %d, sector %d, load sectors %d\n",
 					e.Platform, e.Bootable, e.Emulation, e.LBA, e.Sectors)
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"github.com/photoncloud/testkit/ultracloud/image"
+	"github.com/photoncloud/testkit/ultracloud/image/iso"
 )
 
 const samplePlan = "../../ultracloud/bootstrap/testdata/disko/esp-swap-root.json"
@@ -48,17 +49,17 @@ func TestInspectDiskAgainstPlan(t *testing.T) {
 }
 
 func TestInspectISO(t *testing.T) {
-	iso := filepath.Join(t.TempDir(), "x.iso")
-	if err := image.BuildISO(context.Background(), iso, image.ISOOptions{VolumeID: "CLI",
+	isoPath := filepath.Join(t.TempDir(), "x.iso")
+	if err := iso.Build(context.Background(), isoPath, iso.Options{VolumeID: "CLI",
 		Files:    map[string]image.Source{"/hello.txt": {Data: []byte("hi\n")}},
 		EFIFiles: map[string]image.Source{"/EFI/BOOT/BOOTX64.EFI": {Data: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(t, "inspect", "iso", iso)
+	out, err := run(t, "inspect", "iso", isoPath)
 	if err != nil || !strings.Contains(out, `volume "CLI"`) || !strings.Contains(out, "platform efi") || !strings.Contains(out, "/hello.txt") {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	out, err = run(t, "inspect", "iso", iso, "--cat", "/hello.txt")
+	out, err = run(t, "inspect", "iso", isoPath, "--cat", "/hello.txt")
 	if err != nil || out != "hi\n" {
 		t.Fatalf("cat: %q %v", out, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/deployer"
 )
 
 // EnvAdminToken is the admin token of `phone-home serve`.
@@ -55,9 +56,9 @@ func newPhoneHome() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var specs []bootstrap.NodeSpec
+			var specs []deployer.NodeSpec
 			for _, n := range topo.Nodes {
-				spec := bootstrap.NodeSpec{Name: n.Name, Role: string(n.Role), Bundle: bundleFiles[n.Name], SystemID: systemID, TargetDisk: "/dev/vda"}
+				spec := deployer.NodeSpec{Name: n.Name, Role: string(n.Role), Bundle: bundleFiles[n.Name], SystemID: systemID, TargetDisk: "/dev/vda"}
 				for _, nic := range n.NICs {
 					spec.MACs = append(spec.MACs, nic.MAC)
 				}
@@ -83,7 +84,7 @@ func newPhoneHome() *cobra.Command {
 				publicURL = "http://" + ln.Addr().String()
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: state, Nodes: specs, PublicURL: publicURL,
+			srv, err := deployer.NewPhoneHomeServer(deployer.ServerConfig{StateDir: state, Nodes: specs, PublicURL: publicURL,
 				AdminToken: os.Getenv(EnvAdminToken), Logger: log})
 			if err != nil {
 				ln.Close()

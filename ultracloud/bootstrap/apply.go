@@ -7,10 +7,9 @@ import (
 	"os"
 	"strings"
 
-	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
-	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/ext4"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/photoncloud/testkit/ultracloud/image"
@@ -127,11 +126,25 @@ func applyDisk(d *Disk, target string, extents []Extent) ([]Applied, error) {
 	if err := zapGPT(target); err != nil {
 		return nil, fmt.Errorf("clear the old partition table: %w", err)
 	}
-	dk, err := diskfs.Open(target, diskfs.WithOpenMode(diskfs.ReadWriteExclusive))
+	// go-diskfs' partition and filesystem packages directly (its diskfs
+	// and disk packages would link the ISO code into the guest installer).
+	f, err := os.OpenFile(target, os.O_RDWR|os.O_EXCL, 0)
+	if err != nil {
+		f, err = os.OpenFile(target, os.O_RDWR, 0) // O_EXCL is for block devices only
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer dk.Close()
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	b := file.New(f, false)
+	w, err := b.Writable()
+	if err != nil {
+		return nil, err
+	}
 	table := &gpt.Table{LogicalSectorSize: SectorSize, PhysicalSectorSize: SectorSize, ProtectiveMBR: true}
 	for i, e := range extents {
 		part := d.Partitions[i]
@@ -140,7 +153,7 @@ func applyDisk(d *Disk, target string, extents []Extent) ([]Applied, error) {
 			Type: gpt.Type(part.TypeGUID), Name: part.Label, GUID: strings.ToUpper(part.UUID),
 		})
 	}
-	if err := dk.Partition(table); err != nil {
+	if err := table.Write(w, size); err != nil {
 		return nil, fmt.Errorf("write GPT: %w", err)
 	}
 	var out []Applied
@@ -157,7 +170,7 @@ func applyDisk(d *Disk, target string, extents []Extent) ([]Applied, error) {
 				}
 			case c.Type == "filesystem" && c.Format == "vfat":
 				a.Format = image.FSVfat
-				if _, err := dk.CreateFilesystem(disk.FilesystemSpec{Partition: e.Index, FSType: filesystem.TypeFat32, VolumeLabel: a.Label, Reproducible: true}); err != nil {
+				if _, err := fat32.Create(b, e.Bytes(), e.Offset(), SectorSize, a.Label, true); err != nil {
 					return nil, fmt.Errorf("vfat on partition %d: %w", e.Index, err)
 				}
 			case c.Type == "filesystem" && c.Format == "ext4":
@@ -166,7 +179,7 @@ func applyDisk(d *Disk, target string, extents []Extent) ([]Applied, error) {
 				// the feature is set, and Linux maintains them only when it is,
 				// so without it the harness cannot read back what the guest wrote.
 				params := &ext4.Params{VolumeName: a.Label, Features: []ext4.FeatureOpt{ext4.WithFeatureMetadataChecksums(true)}}
-				if _, err := ext4.Create(dk.Backend, e.Bytes(), e.Offset(), dk.LogicalBlocksize, params); err != nil {
+				if _, err := ext4.Create(b, e.Bytes(), e.Offset(), SectorSize, params); err != nil {
 					return nil, fmt.Errorf("ext4 on partition %d: %w", e.Index, err)
 				}
 			}

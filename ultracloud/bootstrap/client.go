@@ -43,6 +43,12 @@ func WithClientLogger(l *slog.Logger) ClientOption {
 // installer was given).
 func WithToken(tok string) ClientOption { return func(c *Client) { c.token = tok } }
 
+// WithTransport sets the HTTP transport (e.g. one shared by many clients
+// in a load test).
+func WithTransport(rt http.RoundTripper) ClientOption {
+	return func(c *Client) { c.hc.HTTPClient.Transport = rt }
+}
+
 // WithRetries sets how often a request is retried and the longest wait.
 func WithRetries(max int, waitMax time.Duration) ClientOption {
 	return func(c *Client) { c.hc.RetryMax, c.hc.RetryWaitMax = max, waitMax }

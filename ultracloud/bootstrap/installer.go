@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	diskfs "github.com/diskfs/go-diskfs"
-
 	"github.com/photoncloud/testkit/ultracloud/image"
 )
 
@@ -173,7 +171,7 @@ func (in *Installer) populate(ctx context.Context, e *Enrollment, b *Bundle, app
 	if !ok {
 		return fmt.Errorf("the plan has no ESP mounted at /boot or /boot/efi")
 	}
-	// One go-diskfs handle per target device.
+	// One filesystem handle per partition.
 	open := map[string]*image.FSWriter{}
 	var closers []io.Closer
 	defer func() {
@@ -186,15 +184,11 @@ func (in *Installer) populate(ctx context.Context, e *Enrollment, b *Bundle, app
 		if w, ok := open[key]; ok {
 			return w, nil
 		}
-		d, err := diskfs.Open(a.Target, diskfs.WithOpenMode(diskfs.ReadWrite))
-		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, closerFunc(d.Close))
-		fsys, err := d.GetFilesystem(a.Index)
+		fsys, c, err := image.OpenPartitionFS(a.Target, a.Index, false)
 		if err != nil {
 			return nil, fmt.Errorf("partition %d of %s: %w", a.Index, a.Target, err)
 		}
+		closers = append(closers, c)
 		w := image.NewFSWriter(fsys)
 		open[key] = w
 		return w, nil

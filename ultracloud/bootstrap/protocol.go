@@ -30,11 +30,11 @@ func Phases() []Phase {
 	return []Phase{PhasePlanFetched, PhaseBundleFetched, PhaseDiskApplied, PhaseInstalled, PhaseRebooting, PhaseFirstBoot, PhaseActive}
 }
 
-// rank orders phases; 0 is unknown.
-func (p Phase) rank() int { return slices.Index(Phases(), p) + 1 }
+// Rank orders phases: 1 for the first of Phases, 0 for failed or unknown.
+func (p Phase) Rank() int { return slices.Index(Phases(), p) + 1 }
 
 // Valid reports whether p is a known phase.
-func (p Phase) Valid() bool { return p == PhaseFailed || p.rank() > 0 }
+func (p Phase) Valid() bool { return p == PhaseFailed || p.Rank() > 0 }
 
 // Errors callers can test with errors.Is.
 var (

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/deployer"
 	"github.com/photoncloud/testkit/ultracloud/image"
 )
 
@@ -15,7 +16,7 @@ import (
 // Event, when set, receives the phase's event (its time marks the step
 // boundary in reports).
 type Phase struct {
-	Server *bootstrap.PhoneHomeServer
+	Server *deployer.PhoneHomeServer
 	Node   string
 	Phase  bootstrap.Phase
 	Event  *bootstrap.PhaseEvent

@@ -8,9 +8,11 @@ import (
 	"os"
 	"strings"
 
-	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/backend"
+	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/ext4"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 )
 
@@ -33,7 +35,7 @@ type Disk struct {
 	Path       string          `json:"path"`
 	Size       int64           `json:"size"`
 	Partitions []DiskPartition `json:"partitions"`
-	d          *disk.Disk
+	b          backend.Storage
 	f          *os.File
 }
 
@@ -53,21 +55,13 @@ func OpenDisk(p string) (*Disk, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	d, err := diskfs.Open(p, diskfs.WithOpenMode(diskfs.ReadOnly))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open disk %s: %w", p, err)
-	}
-	out := &Disk{Path: p, Size: size, d: d, f: f}
-	tbl, err := d.GetPartitionTable()
+	// go-diskfs' partition and filesystem packages directly: its diskfs and
+	// disk packages link the ISO reader and writer, which a guest must not.
+	out := &Disk{Path: p, Size: size, b: file.New(f, true), f: f}
+	gt, err := gpt.Read(out.b, sectorSize, sectorSize)
 	if err != nil {
 		out.Close()
 		return nil, fmt.Errorf("%s: %w: %v", p, ErrNoTable, err)
-	}
-	gt, ok := tbl.(*gpt.Table)
-	if !ok {
-		out.Close()
-		return nil, fmt.Errorf("%s: %w (found %s)", p, ErrNoTable, tbl.Type())
 	}
 	for _, gp := range gt.Partitions {
 		if gp == nil || gp.Type == gpt.Unused {
@@ -87,9 +81,6 @@ func OpenDisk(p string) (*Disk, error) {
 
 // Close releases the image.
 func (d *Disk) Close() error {
-	if d.d != nil {
-		d.d.Close()
-	}
 	return d.f.Close()
 }
 
@@ -99,10 +90,68 @@ func (d *Disk) filesystem(index int) (filesystem.FileSystem, error) {
 			if p.FS.Type != FSVfat && p.FS.Type != FSExt4 {
 				return nil, fmt.Errorf("partition %d holds %q; files can be read on vfat and ext4", index, p.FS.Type)
 			}
-			return d.d.GetFilesystem(index)
+			return openFS(d.b, p.FS.Type, int64(p.FirstLBA)*sectorSize, int64(p.LastLBA-p.FirstLBA+1)*sectorSize)
 		}
 	}
 	return nil, fmt.Errorf("no partition %d", index)
+}
+
+// sectorSize is the logical sector size of the images the testkit reads
+// and writes.
+const sectorSize = 512
+
+// openFS opens the vfat or ext4 filesystem at offset (size bytes) of b.
+func openFS(b backend.Storage, typ string, offset, size int64) (filesystem.FileSystem, error) {
+	switch typ {
+	case FSVfat:
+		return fat32.Read(b, size, offset, sectorSize)
+	case FSExt4:
+		return ext4.Read(b, size, offset, sectorSize)
+	}
+	return nil, fmt.Errorf("a %q filesystem cannot be opened; files can be read on vfat and ext4", typ)
+}
+
+// OpenPartitionFS opens the filesystem of partition index of the GPT
+// image or block device p (read-write unless readOnly), as a go-diskfs
+// filesystem the caller writes through (see FSWriter). Close the returned
+// closer when done.
+func OpenPartitionFS(p string, index int, readOnly bool) (filesystem.FileSystem, io.Closer, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(p, flag, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		err = CheckGPT(f, size)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", p, err)
+	}
+	b := file.New(f, readOnly)
+	gt, err := gpt.Read(b, sectorSize, sectorSize)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w: %v", p, ErrNoTable, err)
+	}
+	for _, gp := range gt.Partitions {
+		if gp == nil || gp.Index != index || gp.Type == gpt.Unused {
+			continue
+		}
+		info, _ := Sniff(f, int64(gp.Start)*sectorSize)
+		fsys, err := openFS(b, info.Type, int64(gp.Start)*sectorSize, int64(gp.End-gp.Start+1)*sectorSize)
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("%s partition %d: %w", p, index, err)
+		}
+		return fsys, f, nil
+	}
+	f.Close()
+	return nil, nil, fmt.Errorf("%s: no partition %d", p, index)
 }
 
 // ReadDir lists a directory of partition index's filesystem.

@@ -9,9 +9,9 @@ import (
 	"sort"
 	"strings"
 
-	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
 )
 
 // Source is one file to place in an image: a host file or literal bytes.
@@ -22,7 +22,7 @@ type Source struct {
 	Data []byte
 }
 
-func (s Source) size() (int64, error) {
+func (s Source) Size() (int64, error) {
 	if s.Path == "" {
 		return int64(len(s.Data)), nil
 	}
@@ -36,7 +36,7 @@ func (s Source) size() (int64, error) {
 	return st.Size(), nil
 }
 
-func (s Source) open() (io.ReadCloser, error) {
+func (s Source) Open() (io.ReadCloser, error) {
 	if s.Path == "" {
 		return io.NopCloser(strings.NewReader(string(s.Data))), nil
 	}
@@ -75,7 +75,7 @@ func writeInto(ctx context.Context, fsys filesystem.FileSystem, files map[string
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		src, err := files[n].open()
+		src, err := files[n].Open()
 		if err != nil {
 			return err
 		}
@@ -97,7 +97,7 @@ type onlyWriter struct{ io.Writer }
 func BuildFAT(ctx context.Context, out, label string, files map[string]Source) error {
 	var total int64
 	for n, s := range files {
-		sz, err := s.size()
+		sz, err := s.Size()
 		if err != nil {
 			return fmt.Errorf("FAT image: %s: %w", n, err)
 		}
@@ -106,12 +106,15 @@ func BuildFAT(ctx context.Context, out, label string, files map[string]Source) e
 	size := max(total+total/8+8<<20, 40<<20) // FAT32 wants ≥ 65525 clusters
 	size = (size + 1<<20 - 1) / (1 << 20) * (1 << 20)
 	os.Remove(out)
-	d, err := diskfs.Create(out, size, diskfs.SectorSizeDefault)
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("FAT image %s: %w", out, err)
 	}
-	defer d.Close()
-	fsys, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: filesystem.TypeFat32, VolumeLabel: label, Reproducible: true})
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("FAT image %s: %w", out, err)
+	}
+	fsys, err := fat32.Create(file.New(f, false), size, 0, sectorSize, label, true)
 	if err != nil {
 		return fmt.Errorf("FAT image %s: %w", out, err)
 	}

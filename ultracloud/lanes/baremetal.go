@@ -14,6 +14,7 @@ import (
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"github.com/photoncloud/testkit/ultracloud/checks"
+	"github.com/photoncloud/testkit/ultracloud/deployer"
 	"github.com/photoncloud/testkit/ultracloud/fixture"
 	"github.com/photoncloud/testkit/ultracloud/image"
 	"github.com/photoncloud/testkit/ultracloud/vm"
@@ -43,16 +44,16 @@ type BaremetalOptions struct {
 	Fixture *fixture.Builder
 
 	// afterServe runs once the server is up (tests tamper with bundles).
-	afterServe func(srv *bootstrap.PhoneHomeServer, bundle *bootstrap.Bundle)
+	afterServe func(srv *deployer.PhoneHomeServer, bundle *bootstrap.Bundle)
 	// afterStart runs per node once its machine started (tests kill it).
-	afterStart func(node string, m *vm.Machine, srv *bootstrap.PhoneHomeServer)
+	afterStart func(node string, m *vm.Machine, srv *deployer.PhoneHomeServer)
 }
 
 // baremetal is one run of the lane.
 type baremetal struct {
 	r       *Run
 	opts    BaremetalOptions
-	srv     *bootstrap.PhoneHomeServer
+	srv     *deployer.PhoneHomeServer
 	plans   map[string]*bootstrap.DiskoPlan
 	timeout time.Duration
 }
@@ -96,7 +97,7 @@ func (b *baremetal) run(ctx context.Context) error {
 	}
 
 	b.plans = map[string]*bootstrap.DiskoPlan{}
-	var specs []bootstrap.NodeSpec
+	var specs []deployer.NodeSpec
 	for _, n := range r.Topology().Nodes {
 		raw := b.opts.Plans[n.Name]
 		if raw == nil {
@@ -113,7 +114,7 @@ func (b *baremetal) run(ctx context.Context) error {
 			return fmt.Errorf("plan of %s: %w", n.Name, err)
 		}
 		b.plans[n.Name] = plan
-		specs = append(specs, bootstrap.NodeSpec{Name: n.Name, Role: string(n.Role), MACs: []string{n.NICs[0].MAC},
+		specs = append(specs, deployer.NodeSpec{Name: n.Name, Role: string(n.Role), MACs: []string{n.NICs[0].MAC},
 			Plan: raw, TargetDisk: "/dev/vda", Bundle: bundle.Path, SystemID: systemID})
 	}
 	srv, addr, err := r.PhoneHome(ctx, specs)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/deployer"
 	"github.com/photoncloud/testkit/ultracloud/image"
 	"github.com/photoncloud/testkit/ultracloud/vm"
 )
@@ -152,7 +153,7 @@ func firstLine(s string) string {
 func TestBaremetalISOWrongBundleSHA(t *testing.T) {
 	cfg := runConfig(t)
 	r, err := BaremetalISO(context.Background(), cfg, BaremetalOptions{
-		afterServe: func(_ *bootstrap.PhoneHomeServer, b *bootstrap.Bundle) {
+		afterServe: func(_ *deployer.PhoneHomeServer, b *bootstrap.Bundle) {
 			data, _ := os.ReadFile(b.Path)
 			data[len(data)/3] ^= 0x20
 			os.WriteFile(b.Path, data, 0o644)
@@ -200,7 +201,7 @@ func TestBaremetalISOMachineKilled(t *testing.T) {
 	cfg := runConfig(t)
 	var killedAt time.Time
 	r, err := BaremetalISO(context.Background(), cfg, BaremetalOptions{
-		afterStart: func(node string, m *vm.Machine, srv *bootstrap.PhoneHomeServer) {
+		afterStart: func(node string, m *vm.Machine, srv *deployer.PhoneHomeServer) {
 			if node != "baremetal-qemu-worker" {
 				return
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"github.com/photoncloud/testkit/ultracloud/checks"
+	"github.com/photoncloud/testkit/ultracloud/deployer"
 	"github.com/photoncloud/testkit/ultracloud/fixture"
 	"github.com/photoncloud/testkit/ultracloud/vm"
 )
@@ -68,7 +69,7 @@ func DeployerVMSmoke(ctx context.Context, cfg ultracloud.RunConfig, o DeployerSm
 		if err != nil {
 			return err
 		}
-		srv, addr, err := r.PhoneHome(ctx, []bootstrap.NodeSpec{{Name: node.Name, Role: "worker", MACs: []string{node.NICs[0].MAC}, Bundle: b.Path, SystemID: sysID}})
+		srv, addr, err := r.PhoneHome(ctx, []deployer.NodeSpec{{Name: node.Name, Role: "worker", MACs: []string{node.NICs[0].MAC}, Bundle: b.Path, SystemID: sysID}})
 		if err != nil {
 			return err
 		}

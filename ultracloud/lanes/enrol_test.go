@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/deployer"
 	"github.com/photoncloud/testkit/ultracloud/vm"
 )
 
@@ -18,7 +18,7 @@ func TestEnrolmentNeedsTheSecret(t *testing.T) {
 	topo := DeployerSmokeTopology()
 	r, err := Execute(context.Background(), cfg, Spec{Name: "enrol-secret", Topo: &topo}, func(ctx context.Context, r *Run) error {
 		node := topo.Nodes[0]
-		_, addr, err := r.PhoneHome(ctx, []bootstrap.NodeSpec{{Name: node.Name, Role: "worker", MACs: []string{node.NICs[0].MAC}}})
+		_, addr, err := r.PhoneHome(ctx, []deployer.NodeSpec{{Name: node.Name, Role: "worker", MACs: []string{node.NICs[0].MAC}}})
 		if err != nil {
 			return err
 		}

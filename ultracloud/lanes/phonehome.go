@@ -7,7 +7,7 @@ import (
 	"net"
 	"slices"
 
-	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/deployer"
 )
 
 // GuestServerAddr is where guests reach the phone-home server (QEMU
@@ -23,7 +23,7 @@ const GuestServerAddr = "10.0.2.100:80"
 // one-time secret, the server requires it, and Boot hands it to the node's
 // machine as an SMBIOS OEM string (ultracloud.enrol-secret=…). Knowing a
 // MAC is not enough to take a node.
-func (r *Run) PhoneHome(ctx context.Context, nodes []bootstrap.NodeSpec) (*bootstrap.PhoneHomeServer, string, error) {
+func (r *Run) PhoneHome(ctx context.Context, nodes []deployer.NodeSpec) (*deployer.PhoneHomeServer, string, error) {
 	nodes = slices.Clone(nodes)
 	for i := range nodes {
 		if nodes[i].EnrolSecret == "" {
@@ -43,7 +43,7 @@ func (r *Run) PhoneHome(ctx context.Context, nodes []bootstrap.NodeSpec) (*boots
 	if err != nil {
 		return nil, "", err
 	}
-	srv, err := bootstrap.NewPhoneHomeServer(bootstrap.ServerConfig{StateDir: state, RunID: r.ID(), RequireEnrolSecret: true,
+	srv, err := deployer.NewPhoneHomeServer(deployer.ServerConfig{StateDir: state, RunID: r.ID(), RequireEnrolSecret: true,
 		Nodes: nodes, PublicURL: "http://" + GuestServerAddr, Logger: r.Log()})
 	if err != nil {
 		ln.Close()

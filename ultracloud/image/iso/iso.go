@@ -1,4 +1,4 @@
-package image
+package iso
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
+	"github.com/photoncloud/testkit/ultracloud/image"
 )
 
 // ErrISO: an ISO that cannot be built or read.
@@ -28,16 +30,16 @@ const maxISOFile = 4<<30 - 1
 // efiBootImage is where BuildISO puts the EFI El Torito image.
 const efiBootImage = "/boot/efiboot.img"
 
-// ISOOptions describe an ISO to build.
-type ISOOptions struct {
+// Options describe an ISO to build.
+type Options struct {
 	// VolumeID is the volume identifier (≤ 32 characters; default ULTRACLOUD).
 	VolumeID string
 	// Files maps ISO paths to their sources.
-	Files map[string]Source
+	Files map[string]image.Source
 	// EFIFiles, when set, are put into a FAT image that becomes the El
 	// Torito EFI boot entry (e.g. EFI/BOOT/BOOTX64.EFI, loader/…, the
 	// kernel and initrd systemd-boot loads).
-	EFIFiles map[string]Source
+	EFIFiles map[string]image.Source
 	// BIOSBootFile is an ISO path (one of Files) to add as a no-emulation
 	// BIOS boot entry (e.g. isolinux.bin); empty for UEFI only.
 	BIOSBootFile string
@@ -45,21 +47,21 @@ type ISOOptions struct {
 	DeepDirectories bool
 }
 
-// BuildISO writes an ISO 9660 image with Rock Ridge to out (Joliet stays
+// Build writes an ISO 9660 image with Rock Ridge to out (Joliet stays
 // off: go-diskfs's breaks BIOS boot). It works in a private temporary
 // directory, never in (or on) a caller's directory.
-func BuildISO(ctx context.Context, out string, o ISOOptions) error {
+func Build(ctx context.Context, out string, o Options) error {
 	if o.VolumeID == "" {
 		o.VolumeID = "ULTRACLOUD"
 	}
 	if len(o.VolumeID) > 32 {
 		return fmt.Errorf("%w: volume id %q longer than 32 characters", ErrISO, o.VolumeID)
 	}
-	files := map[string]Source{}
+	files := map[string]image.Source{}
 	var total int64
 	for n, s := range o.Files {
 		p := path.Clean("/" + n)
-		sz, err := s.size()
+		sz, err := s.Size()
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrISO, n, err)
 		}
@@ -85,12 +87,12 @@ func BuildISO(ctx context.Context, out string, o ISOOptions) error {
 	var entries []*iso9660.ElToritoEntry
 	if len(o.EFIFiles) > 0 {
 		img := filepath.Join(work, "efiboot.img")
-		if err := BuildFAT(ctx, img, "EFIBOOT", o.EFIFiles); err != nil {
+		if err := image.BuildFAT(ctx, img, "EFIBOOT", o.EFIFiles); err != nil {
 			return fmt.Errorf("%w: EFI boot image: %v", ErrISO, err)
 		}
 		st, _ := os.Stat(img)
 		total += st.Size()
-		files[efiBootImage] = Source{Path: img}
+		files[efiBootImage] = image.Source{Path: img}
 		entries = append(entries, &iso9660.ElToritoEntry{Platform: iso9660.EFI, Emulation: iso9660.NoEmulation, BootFile: efiBootImage})
 	}
 	if o.BIOSBootFile != "" {
@@ -114,7 +116,7 @@ func BuildISO(ctx context.Context, out string, o ISOOptions) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrISO, err)
 	}
-	if err := writeInto(ctx, fsys, files); err != nil {
+	if err := image.WriteFiles(ctx, fsys, files); err != nil {
 		return fmt.Errorf("%w: %v", ErrISO, err)
 	}
 	opts := iso9660.FinalizeOptions{RockRidge: true, VolumeIdentifier: o.VolumeID, DeepDirectories: o.DeepDirectories}
@@ -150,8 +152,8 @@ func platformName(p byte) string {
 	return fmt.Sprintf("%#x", p)
 }
 
-// ISO is an ISO image opened read-only, in-process.
-type ISO struct {
+// Image is an ISO image opened read-only, in-process.
+type Image struct {
 	Path        string      `json:"path"`
 	VolumeID    string      `json:"volumeID"`
 	Size        int64       `json:"size"`
@@ -161,14 +163,14 @@ type ISO struct {
 	fsys        filesystem.FileSystem
 }
 
-// OpenISO reads an ISO's volume descriptors, its El Torito boot catalog
+// Open reads an ISO's volume descriptors, its El Torito boot catalog
 // and its directory tree. It never writes.
-func OpenISO(p string) (*ISO, error) {
+func Open(p string) (*Image, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
-	iso := &ISO{Path: p, f: f}
+	iso := &Image{Path: p, f: f}
 	if iso.Size, err = f.Seek(0, io.SeekEnd); err != nil {
 		f.Close()
 		return nil, err
@@ -177,7 +179,7 @@ func OpenISO(p string) (*ISO, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := CheckGPT(f, iso.Size); err != nil { // a hybrid ISO's GPT is parsed on open
+	if err := image.CheckGPT(f, iso.Size); err != nil { // a hybrid ISO's GPT is parsed on open
 		f.Close()
 		return nil, fmt.Errorf("%w: %s: %w", ErrISO, p, err)
 	}
@@ -196,7 +198,7 @@ func OpenISO(p string) (*ISO, error) {
 	return iso, nil
 }
 
-func (iso *ISO) readDescriptors() error {
+func (iso *Image) readDescriptors() error {
 	sec := make([]byte, 2048)
 	for lba := int64(16); lba < 16+64; lba++ {
 		if _, err := iso.f.ReadAt(sec, lba*2048); err != nil {
@@ -221,7 +223,7 @@ func (iso *ISO) readDescriptors() error {
 	return fmt.Errorf("%w: %s: no volume descriptor set terminator", ErrISO, iso.Path)
 }
 
-func (iso *ISO) readCatalog(lba uint32) error {
+func (iso *Image) readCatalog(lba uint32) error {
 	cat := make([]byte, 2048)
 	if _, err := iso.f.ReadAt(cat, int64(lba)*2048); err != nil {
 		return fmt.Errorf("%w: boot catalog at sector %d: %v", ErrISO, lba, err)
@@ -255,7 +257,7 @@ func (iso *ISO) readCatalog(lba uint32) error {
 }
 
 // Close releases the image.
-func (iso *ISO) Close() error {
+func (iso *Image) Close() error {
 	if iso.d != nil {
 		iso.d.Close()
 	}
@@ -263,12 +265,12 @@ func (iso *ISO) Close() error {
 }
 
 // ReadDir lists a directory.
-func (iso *ISO) ReadDir(dir string) ([]fs.DirEntry, error) {
+func (iso *Image) ReadDir(dir string) ([]fs.DirEntry, error) {
 	return iso.fsys.ReadDir(fsPath(dir))
 }
 
 // ReadFile returns a file's contents.
-func (iso *ISO) ReadFile(name string) ([]byte, error) {
+func (iso *Image) ReadFile(name string) ([]byte, error) {
 	f, err := iso.fsys.OpenFile(fsPath(name), os.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrISO, name, err)
@@ -290,7 +292,7 @@ func (iso *ISO) ReadFile(name string) ([]byte, error) {
 }
 
 // Walk lists every file path (directories excluded), depth first.
-func (iso *ISO) Walk() ([]string, error) {
+func (iso *Image) Walk() ([]string, error) {
 	var out []string
 	var walk func(dir string, depth int) error
 	walk = func(dir string, depth int) error {
@@ -314,4 +316,13 @@ func (iso *ISO) Walk() ([]string, error) {
 		return nil
 	}
 	return out, walk("/", 0)
+}
+
+// fsPath turns a path into go-diskfs' io/fs form (no leading slash).
+func fsPath(p string) string {
+	p = path.Clean("/" + p)
+	if p == "/" {
+		return "."
+	}
+	return p[1:]
 }

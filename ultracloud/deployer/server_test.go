@@ -1,9 +1,10 @@
-package bootstrap
+package deployer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"io"
 	"net"
 	"net/http"
@@ -57,7 +58,7 @@ func (ts *testServer) stop() {
 	ts.Close()
 }
 
-func writeBundle(t testing.TB, systemID string, files map[string]string) *Bundle {
+func writeBundle(t testing.TB, systemID string, files map[string]string) *bootstrap.Bundle {
 	t.Helper()
 	dir := t.TempDir()
 	for name, data := range files {
@@ -65,7 +66,7 @@ func writeBundle(t testing.TB, systemID string, files map[string]string) *Bundle
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, []byte(data), 0o644)
 	}
-	b, err := PackBundle(context.Background(), dir, systemID, t.TempDir())
+	b, err := bootstrap.PackBundle(context.Background(), dir, systemID, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,15 +76,15 @@ func writeBundle(t testing.TB, systemID string, files map[string]string) *Bundle
 func twoNodes(t testing.TB) []NodeSpec {
 	a := writeBundle(t, "sys-a", map[string]string{"root/etc/ultracloud/system-id": "sys-a\n", "esp/EFI/BOOT/BOOTX64.EFI": "efi-a"})
 	b := writeBundle(t, "sys-b", map[string]string{"root/etc/ultracloud/system-id": "sys-b\n", "esp/EFI/BOOT/BOOTX64.EFI": "efi-b"})
-	plan, _ := os.ReadFile("testdata/disko/esp-root.json")
+	plan, _ := os.ReadFile("../bootstrap/testdata/disko/esp-root.json")
 	return []NodeSpec{
 		{Name: "node-a", Role: "control-plane", MACs: []string{"52:54:00:00:00:0a"}, Serial: "SER-A", Plan: plan, TargetDisk: "/dev/vda", Bundle: a.Path, SystemID: "sys-a"},
 		{Name: "node-b", Role: "worker", MachineID: "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0", MACs: []string{"52:54:00:00:00:0b"}, Plan: plan, Bundle: b.Path, SystemID: "sys-b"},
 	}
 }
 
-func fastClient(url string, opts ...ClientOption) *Client {
-	return NewClient(url, append([]ClientOption{WithRetries(2, 50*time.Millisecond)}, opts...)...)
+func fastClient(url string, opts ...bootstrap.ClientOption) *bootstrap.Client {
+	return bootstrap.NewClient(url, append([]bootstrap.ClientOption{bootstrap.WithRetries(2, 50*time.Millisecond)}, opts...)...)
 }
 
 func TestEnrolBySelector(t *testing.T) {
@@ -91,12 +92,12 @@ func TestEnrolBySelector(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name string
-		id   Identity
+		id   bootstrap.Identity
 		want string
 	}{
-		{"mac", Identity{MACs: []string{"52:54:00:00:00:0A"}}, "node-a"},
-		{"serial beats mac", Identity{Serial: "SER-A", MACs: []string{"52:54:00:00:00:0b"}}, "node-a"},
-		{"machine-id beats serial", Identity{MachineID: "B0B0B0B0B0B0B0B0B0B0B0B0B0B0B0B0", Serial: "SER-A"}, "node-b"},
+		{"mac", bootstrap.Identity{MACs: []string{"52:54:00:00:00:0A"}}, "node-a"},
+		{"serial beats mac", bootstrap.Identity{Serial: "SER-A", MACs: []string{"52:54:00:00:00:0b"}}, "node-a"},
+		{"machine-id beats serial", bootstrap.Identity{MachineID: "B0B0B0B0B0B0B0B0B0B0B0B0B0B0B0B0", Serial: "SER-A"}, "node-b"},
 	}
 	for _, c := range cases {
 		e, err := fastClient(ts.url).PhoneHome(ctx, c.id)
@@ -108,8 +109,8 @@ func TestEnrolBySelector(t *testing.T) {
 		}
 	}
 	// Unknown machines get 404 with a reason and are recorded.
-	_, err := fastClient(ts.url).PhoneHome(ctx, Identity{MACs: []string{"52:54:00:99:99:99"}, Serial: "nope"})
-	if !errors.Is(err, ErrUnknownMachine) || !strings.Contains(err.Error(), "52:54:00:99:99:99") {
+	_, err := fastClient(ts.url).PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:99:99:99"}, Serial: "nope"})
+	if !errors.Is(err, bootstrap.ErrUnknownMachine) || !strings.Contains(err.Error(), "52:54:00:99:99:99") {
 		t.Fatalf("unknown: %v", err)
 	}
 	if d := ts.Discovered(); len(d) != 1 || d[0].Identity.Serial != "nope" {
@@ -117,7 +118,7 @@ func TestEnrolBySelector(t *testing.T) {
 	}
 	// Tokens are stored hashed.
 	data, _ := os.ReadFile(filepath.Join(ts.state, "phone-home.db"))
-	e, _ := fastClient(ts.url).PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}})
+	e, _ := fastClient(ts.url).PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}})
 	ts.stop()
 	data, _ = os.ReadFile(filepath.Join(ts.state, "phone-home.db"))
 	if strings.Contains(string(data), e.Token) {
@@ -129,28 +130,28 @@ func TestTokenIsolation(t *testing.T) {
 	ts := startServer(t, t.TempDir(), twoNodes(t))
 	ctx := context.Background()
 	ca := fastClient(ts.url)
-	ea, err := ca.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}})
+	ea, err := ca.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eb, err := fastClient(ts.url).PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0b"}})
+	eb, err := fastClient(ts.url).PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A's token on B's bundle: 403.
 	err = ca.FetchBundle(ctx, eb.Bundle, filepath.Join(t.TempDir(), "b"))
-	if !errors.Is(err, ErrForbidden) {
+	if !errors.Is(err, bootstrap.ErrForbidden) {
 		t.Fatalf("A fetching B's bundle: %v", err)
 	}
 	// A's token on B's phase and desired system: 403.
-	if err := ca.ReportPhase(ctx, "node-b", PhasePlanFetched, ""); !errors.Is(err, ErrForbidden) {
+	if err := ca.ReportPhase(ctx, "node-b", bootstrap.PhasePlanFetched, ""); !errors.Is(err, bootstrap.ErrForbidden) {
 		t.Fatalf("A reporting for B: %v", err)
 	}
-	if _, err := ca.Desired(ctx, "node-b"); !errors.Is(err, ErrForbidden) {
+	if _, err := ca.Desired(ctx, "node-b"); !errors.Is(err, bootstrap.ErrForbidden) {
 		t.Fatalf("A reading B's desired: %v", err)
 	}
 	// No token: 401 (also ErrForbidden to callers).
-	if err := fastClient(ts.url).ReportPhase(ctx, "node-a", PhasePlanFetched, ""); !errors.Is(err, ErrForbidden) {
+	if err := fastClient(ts.url).ReportPhase(ctx, "node-a", bootstrap.PhasePlanFetched, ""); !errors.Is(err, bootstrap.ErrForbidden) {
 		t.Fatalf("anonymous: %v", err)
 	}
 	// Its own bundle works.
@@ -168,7 +169,7 @@ func TestTokenIsolation(t *testing.T) {
 func TestBundleRangeAndETag(t *testing.T) {
 	ts := startServer(t, t.TempDir(), twoNodes(t))
 	c := fastClient(ts.url)
-	e, err := c.PhoneHome(context.Background(), Identity{MACs: []string{"52:54:00:00:00:0a"}})
+	e, err := c.PhoneHome(context.Background(), bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestBundleRangeAndETag(t *testing.T) {
 	bad[0] ^= 0xff
 	dst2 := filepath.Join(t.TempDir(), "bundle")
 	os.WriteFile(dst2+".part", bad, 0o644)
-	if err := c.FetchBundle(context.Background(), e.Bundle, dst2); !errors.Is(err, ErrBundle) {
+	if err := c.FetchBundle(context.Background(), e.Bundle, dst2); !errors.Is(err, bootstrap.ErrBundle) {
 		t.Fatalf("corrupt resume: %v", err)
 	}
 	if _, err := os.Stat(dst2); err == nil {
@@ -225,20 +226,20 @@ func TestPhaseOrdering(t *testing.T) {
 	ts := startServer(t, t.TempDir(), twoNodes(t))
 	ctx := context.Background()
 	c := fastClient(ts.url)
-	if _, err := c.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+	if _, err := c.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
-		p    Phase
+		p    bootstrap.Phase
 		want error
 	}{
-		{PhasePlanFetched, nil},
-		{PhasePlanFetched, nil}, // a retried report is accepted once
-		{PhaseDiskApplied, nil}, // forward skips are fine
-		{PhaseBundleFetched, ErrConflict},
+		{bootstrap.PhasePlanFetched, nil},
+		{bootstrap.PhasePlanFetched, nil}, // a retried report is accepted once
+		{bootstrap.PhaseDiskApplied, nil}, // forward skips are fine
+		{bootstrap.PhaseBundleFetched, bootstrap.ErrConflict},
 		{"installing", nil}, // unknown phase: 400 (checked below)
-		{PhaseFailed, nil},
-		{PhaseActive, ErrConflict},
+		{bootstrap.PhaseFailed, nil},
+		{bootstrap.PhaseActive, bootstrap.ErrConflict},
 	}
 	for i, s := range steps {
 		err := c.ReportPhase(ctx, "node-a", s.p, "reason "+fmt.Sprint(i))
@@ -270,7 +271,7 @@ func TestPhaseOrdering(t *testing.T) {
 	// WaitPhase returns at once with the failure.
 	ctx2, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if _, err := ts.WaitPhase(ctx2, "node-a", PhaseActive); !errors.Is(err, ErrNodeFailed) || !strings.Contains(err.Error(), "reason 5") {
+	if _, err := ts.WaitPhase(ctx2, "node-a", bootstrap.PhaseActive); !errors.Is(err, bootstrap.ErrNodeFailed) || !strings.Contains(err.Error(), "reason 5") {
 		t.Fatalf("WaitPhase on a failed node: %v", err)
 	}
 }
@@ -283,25 +284,25 @@ func TestRestartKeepsState(t *testing.T) {
 	ts := startServer(t, state, nodes)
 	ctx := context.Background()
 	c := fastClient(ts.url)
-	if _, err := c.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+	if _, err := c.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []Phase{PhasePlanFetched, PhaseBundleFetched} {
+	for _, p := range []bootstrap.Phase{bootstrap.PhasePlanFetched, bootstrap.PhaseBundleFetched} {
 		if err := c.ReportPhase(ctx, "node-a", p, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ts.stop()
 	ts2 := startServer(t, state, nodes)
-	c2 := NewClient(ts2.url, WithToken(c.Token()), WithRetries(1, 10*time.Millisecond))
-	if err := c2.ReportPhase(ctx, "node-a", PhaseDiskApplied, ""); err != nil {
+	c2 := bootstrap.NewClient(ts2.url, bootstrap.WithToken(c.Token()), bootstrap.WithRetries(1, 10*time.Millisecond))
+	if err := c2.ReportPhase(ctx, "node-a", bootstrap.PhaseDiskApplied, ""); err != nil {
 		t.Fatalf("old token after restart: %v", err)
 	}
 	st := ts2.Nodes()
-	if st[0].Name != "node-a" || st[0].Phase != PhaseDiskApplied || len(st[0].Phases) != 3 || !st[0].Enrolled {
+	if st[0].Name != "node-a" || st[0].Phase != bootstrap.PhaseDiskApplied || len(st[0].Phases) != 3 || !st[0].Enrolled {
 		t.Fatalf("after restart: %+v", st[0])
 	}
-	if err := c2.ReportPhase(ctx, "node-a", PhasePlanFetched, ""); !errors.Is(err, ErrConflict) {
+	if err := c2.ReportPhase(ctx, "node-a", bootstrap.PhasePlanFetched, ""); !errors.Is(err, bootstrap.ErrConflict) {
 		t.Fatalf("ordering survives restart: %v", err)
 	}
 }
@@ -314,45 +315,45 @@ func TestWaitPhaseOnlyThisRun(t *testing.T) {
 	ctx := context.Background()
 	ts := startServerRun(t, state, nodes, "run-1")
 	c := fastClient(ts.url)
-	e, err := c.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}})
+	e, err := c.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}})
 	if err != nil || e.Run != "run-1" {
 		t.Fatalf("enrolment %+v %v", e, err)
 	}
-	for _, p := range Phases() {
+	for _, p := range bootstrap.Phases() {
 		if err := c.ReportPhase(ctx, "node-a", p, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if ev, err := ts.WaitPhase(ctx, "node-a", PhaseActive); err != nil || ev.Run != "run-1" {
+	if ev, err := ts.WaitPhase(ctx, "node-a", bootstrap.PhaseActive); err != nil || ev.Run != "run-1" {
 		t.Fatalf("same run: %+v %v", ev, err)
 	}
 	ts.stop()
 
 	ts2 := startServerRun(t, state, nodes, "run-2")
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = ts2.WaitPhase(wctx, "node-a", PhasePlanFetched)
+	_, err = ts2.WaitPhase(wctx, "node-a", bootstrap.PhasePlanFetched)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "nothing yet") {
 		t.Fatalf("run-2 accepted run-1's events: %v", err)
 	}
 	// The old token still reports, but into the old run: not this run's.
-	old := NewClient(ts2.url, WithToken(c.Token()), WithRetries(1, 10*time.Millisecond))
-	_ = old.ReportPhase(ctx, "node-a", PhaseActive, "")
+	old := bootstrap.NewClient(ts2.url, bootstrap.WithToken(c.Token()), bootstrap.WithRetries(1, 10*time.Millisecond))
+	_ = old.ReportPhase(ctx, "node-a", bootstrap.PhaseActive, "")
 	wctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = ts2.WaitPhase(wctx, "node-a", PhaseActive)
+	_, err = ts2.WaitPhase(wctx, "node-a", bootstrap.PhaseActive)
 	cancel()
 	if err == nil {
 		t.Fatal("a report under run-1's enrolment satisfied run-2's wait")
 	}
 	start := time.Now().UTC()
 	c2 := fastClient(ts2.url)
-	if e, err := c2.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil || e.Run != "run-2" {
+	if e, err := c2.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil || e.Run != "run-2" {
 		t.Fatalf("re-enrol: %+v %v", e, err)
 	}
-	if err := c2.ReportPhase(ctx, "node-a", PhasePlanFetched, ""); err != nil {
+	if err := c2.ReportPhase(ctx, "node-a", bootstrap.PhasePlanFetched, ""); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := ts2.WaitPhase(ctx, "node-a", PhasePlanFetched)
+	ev, err := ts2.WaitPhase(ctx, "node-a", bootstrap.PhasePlanFetched)
 	if err != nil || ev.Run != "run-2" || ev.At.Before(start) {
 		t.Fatalf("run-2 event %+v (start %v) %v", ev, start, err)
 	}

@@ -1,10 +1,11 @@
-package bootstrap
+package deployer
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"io"
 	"net"
 	"net/http"
@@ -53,7 +54,7 @@ func TestEnrolmentSecret(t *testing.T) {
 		}
 	}
 	// The node re-enrols with its current token.
-	var e Enrollment
+	var e bootstrap.Enrollment
 	code, body := post(t, u, `{`+mac+`}`, "Authorization", "Bearer admin-secret")
 	if code != 200 || StrictJSON([]byte(body), &e) != nil {
 		t.Fatalf("%d %s", code, body)
@@ -74,7 +75,7 @@ func TestRevokedTokenCannotWrite(t *testing.T) {
 	ts := startServer(t, t.TempDir(), twoNodes(t))
 	ctx := context.Background()
 	c := fastClient(ts.url)
-	if _, err := c.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+	if _, err := c.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
 		t.Fatal(err)
 	}
 	old := c.Token()
@@ -86,7 +87,7 @@ func TestRevokedTokenCannotWrite(t *testing.T) {
 	body := `{"phase":"failed","reason":"forged"}`
 	fmt.Fprintf(conn, "POST /api/v1/nodes/node-a/phase HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", old, len(body), body[:5])
 	time.Sleep(200 * time.Millisecond) // the handler has authenticated and waits for the body
-	if _, err := fastClient(ts.url).PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+	if _, err := fastClient(ts.url).PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(conn, body[5:])
@@ -97,7 +98,7 @@ func TestRevokedTokenCannotWrite(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a revoked token wrote: %d", resp.StatusCode)
 	}
-	if st := ts.Nodes()[0]; st.Phase == PhaseFailed {
+	if st := ts.Nodes()[0]; st.Phase == bootstrap.PhaseFailed {
 		t.Fatalf("the new attempt carries the forged report: %+v", st)
 	}
 }
@@ -156,10 +157,10 @@ func TestServerStateIsBounded(t *testing.T) {
 	ctx := context.Background()
 	c := fastClient(ts.url)
 	for i := 0; i < 20; i++ {
-		if _, err := c.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+		if _, err := c.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range Phases() {
+		for _, p := range bootstrap.Phases() {
 			c.ReportPhase(ctx, "node-a", p, "")
 		}
 	}
@@ -174,7 +175,7 @@ func TestFailedPersistDoesNotRevoke(t *testing.T) {
 	ts := startServer(t, t.TempDir(), twoNodes(t))
 	ctx := context.Background()
 	c := fastClient(ts.url)
-	if _, err := c.PhoneHome(ctx, Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+	if _, err := c.PhoneHome(ctx, bootstrap.Identity{MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
 		t.Fatal(err)
 	}
 	ts.failSave = func() error { return errors.New("disk full") }
@@ -182,7 +183,7 @@ func TestFailedPersistDoesNotRevoke(t *testing.T) {
 		t.Fatalf("failing persist answered %d", code)
 	}
 	ts.failSave = nil
-	if err := c.ReportPhase(ctx, "node-a", PhasePlanFetched, ""); err != nil {
+	if err := c.ReportPhase(ctx, "node-a", bootstrap.PhasePlanFetched, ""); err != nil {
 		t.Fatalf("the working token was revoked by a failed re-enrolment: %v", err)
 	}
 }
@@ -214,7 +215,7 @@ func TestStrictRequests(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 naming %q", c.body, code, body, c.want)
 		}
 	}
-	var id Identity
+	var id bootstrap.Identity
 	if err := StrictJSON([]byte(`{"macs":["52:54:00:00:00:0a"],"disks":[{"name":"vda","bytes":1}]}`), &id); err != nil || id.Disks[0].Name != "vda" {
 		t.Fatalf("a strict body: %v", err)
 	}

@@ -1,4 +1,4 @@
-package image
+package iso
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/photoncloud/testkit/ultracloud/image"
 )
 
 func TestBuildISOReadBack(t *testing.T) {
@@ -19,15 +21,15 @@ func TestBuildISOReadBack(t *testing.T) {
 	}
 	os.WriteFile(host, payload, 0o644)
 	out := filepath.Join(dir, "out.iso")
-	err := BuildISO(context.Background(), out, ISOOptions{
+	err := Build(context.Background(), out, Options{
 		VolumeID: "UCTEST",
-		Files: map[string]Source{
+		Files: map[string]image.Source{
 			"/README":            {Data: []byte("hello iso\n")},
 			"/a/b/c/deep.txt":    {Data: []byte("deep")},
 			"/payload/big.bin":   {Path: host},
 			"/boot/isolinux.bin": {Data: make([]byte, 2048)},
 		},
-		EFIFiles: map[string]Source{
+		EFIFiles: map[string]image.Source{
 			"/EFI/BOOT/BOOTX64.EFI": {Data: []byte("MZ not really an EFI app")},
 			"/loader/loader.conf":   {Data: []byte("timeout 0\n")},
 		},
@@ -39,7 +41,7 @@ func TestBuildISOReadBack(t *testing.T) {
 	if _, err := os.Stat(host); err != nil {
 		t.Fatal("BuildISO touched the caller's files")
 	}
-	iso, err := OpenISO(out)
+	iso, err := Open(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func TestBuildISOReadBack(t *testing.T) {
 	efi, _ := iso.ReadFile("/boot/efiboot.img")
 	tmp := filepath.Join(dir, "efi.img")
 	os.WriteFile(tmp, efi, 0o644)
-	if fi, err := Sniff(mustOpen(t, tmp), 0); err != nil || fi.Type != FSVfat || fi.Label != "EFIBOOT" {
+	if fi, err := image.Sniff(mustOpen(t, tmp), 0); err != nil || fi.Type != image.FSVfat || fi.Label != "EFIBOOT" {
 		t.Fatalf("EFI image: %+v %v", fi, err)
 	}
 
@@ -96,22 +98,22 @@ func TestBuildISORefuses(t *testing.T) {
 	f, _ := os.Create(huge)
 	f.Truncate(4 << 30) // sparse: costs nothing
 	f.Close()
-	cases := map[string]ISOOptions{
-		"4 GiB file":   {Files: map[string]Source{"/huge": {Path: huge}}},
-		"too deep":     {Files: map[string]Source{"/1/2/3/4/5/6/7/8/9": {Data: []byte("x")}}},
+	cases := map[string]Options{
+		"4 GiB file":   {Files: map[string]image.Source{"/huge": {Path: huge}}},
+		"too deep":     {Files: map[string]image.Source{"/1/2/3/4/5/6/7/8/9": {Data: []byte("x")}}},
 		"long volume":  {VolumeID: strings.Repeat("V", 33)},
 		"bios missing": {BIOSBootFile: "/nope"},
-		"missing file": {Files: map[string]Source{"/x": {Path: filepath.Join(dir, "absent")}}},
+		"missing file": {Files: map[string]image.Source{"/x": {Path: filepath.Join(dir, "absent")}}},
 	}
 	for name, o := range cases {
 		out := filepath.Join(dir, "x.iso")
-		if err := BuildISO(context.Background(), out, o); !errors.Is(err, ErrISO) {
+		if err := Build(context.Background(), out, o); !errors.Is(err, ErrISO) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	// DeepDirectories lifts the depth limit.
-	if err := BuildISO(context.Background(), filepath.Join(dir, "deep.iso"), ISOOptions{DeepDirectories: true,
-		Files: map[string]Source{"/1/2/3/4/5/6/7/8/9": {Data: []byte("x")}}}); err != nil {
+	if err := Build(context.Background(), filepath.Join(dir, "deep.iso"), Options{DeepDirectories: true,
+		Files: map[string]image.Source{"/1/2/3/4/5/6/7/8/9": {Data: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,7 +121,7 @@ func TestBuildISORefuses(t *testing.T) {
 func TestOpenISORejects(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "junk.iso")
 	os.WriteFile(p, make([]byte, 64<<10), 0o644)
-	if _, err := OpenISO(p); !errors.Is(err, ErrISO) {
+	if _, err := Open(p); !errors.Is(err, ErrISO) {
 		t.Fatalf("%v", err)
 	}
 }
@@ -127,8 +129,8 @@ func TestOpenISORejects(t *testing.T) {
 func seedImages(f *testing.F) {
 	dir := f.TempDir()
 	iso := filepath.Join(dir, "s.iso")
-	if err := BuildISO(context.Background(), iso, ISOOptions{Files: map[string]Source{"/a": {Data: []byte("a")}},
-		EFIFiles: map[string]Source{"/EFI/BOOT/BOOTX64.EFI": {Data: []byte("x")}}}); err == nil {
+	if err := Build(context.Background(), iso, Options{Files: map[string]image.Source{"/a": {Data: []byte("a")}},
+		EFIFiles: map[string]image.Source{"/EFI/BOOT/BOOTX64.EFI": {Data: []byte("x")}}}); err == nil {
 		data, _ := os.ReadFile(iso)
 		f.Add(data[:min(len(data), 96<<10)])
 	}
@@ -140,28 +142,11 @@ func FuzzOpenISO(f *testing.F) {
 	p := filepath.Join(f.TempDir(), "f.iso") // one file, rewritten per input: nothing left behind
 	f.Fuzz(func(t *testing.T, data []byte) {
 		os.WriteFile(p, data, 0o644)
-		iso, err := OpenISO(p)
+		iso, err := Open(p)
 		if err != nil {
 			return
 		}
 		iso.Walk()
 		iso.Close()
-	})
-}
-
-// Corrupted disk images never panic or hang OpenDisk.
-func FuzzOpenDisk(f *testing.F) {
-	f.Add(make([]byte, 34*512))
-	p := filepath.Join(f.TempDir(), "f.img") // one file, rewritten per input
-	f.Fuzz(func(t *testing.T, data []byte) {
-		os.WriteFile(p, data, 0o644)
-		d, err := OpenDisk(p)
-		if err != nil {
-			return
-		}
-		for _, part := range d.Partitions {
-			d.ReadDir(part.Index, "/")
-		}
-		d.Close()
 	})
 }

@@ -1,4 +1,4 @@
-package image
+package iso
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/photoncloud/testkit/ultracloud/image"
 )
 
 // benchTree writes a tree like an installer's: a few large files and many
@@ -28,12 +30,12 @@ func benchTree(b *testing.B) string {
 	return dir
 }
 
-func treeSources(dir string) map[string]Source {
-	files := map[string]Source{}
+func treeSources(dir string) map[string]image.Source {
+	files := map[string]image.Source{}
 	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() {
 			rel, _ := filepath.Rel(dir, p)
-			files["/"+rel] = Source{Path: p}
+			files["/"+rel] = image.Source{Path: p}
 		}
 		return nil
 	})
@@ -50,7 +52,7 @@ func BenchmarkBuildISO(b *testing.B) {
 	b.Run("testkit", func(b *testing.B) {
 		files := treeSources(tree)
 		for range b.N {
-			if err := BuildISO(context.Background(), out, ISOOptions{VolumeID: "BENCH", Files: files}); err != nil {
+			if err := Build(context.Background(), out, Options{VolumeID: "BENCH", Files: files}); err != nil {
 				b.Fatal(err)
 			}
 		}

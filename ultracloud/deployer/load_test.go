@@ -1,9 +1,10 @@
-package bootstrap
+package deployer
 
 import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"net"
 	"net/http"
 	"os"
@@ -51,8 +52,7 @@ func runMachines(ctx context.Context, url string, n, limit int, res *loadResult)
 	g.SetLimit(limit)
 	for i := range n {
 		g.Go(func() error {
-			c := NewClient(url, WithRetries(3, 100*time.Millisecond))
-			c.hc.HTTPClient.Transport = tr
+			c := bootstrap.NewClient(url, bootstrap.WithRetries(3, 100*time.Millisecond), bootstrap.WithTransport(tr))
 			timed := func(f func() error) error {
 				t0 := time.Now()
 				err := f()
@@ -61,11 +61,11 @@ func runMachines(ctx context.Context, url string, n, limit int, res *loadResult)
 				res.mu.Unlock()
 				return err
 			}
-			var e *Enrollment
-			if err := timed(func() (err error) { e, err = c.PhoneHome(ctx, Identity{MACs: []string{loadMAC(i)}}); return }); err != nil {
+			var e *bootstrap.Enrollment
+			if err := timed(func() (err error) { e, err = c.PhoneHome(ctx, bootstrap.Identity{MACs: []string{loadMAC(i)}}); return }); err != nil {
 				return nil // a killed server ends runs; counted by the caller
 			}
-			for _, p := range Phases() {
+			for _, p := range bootstrap.Phases() {
 				if err := timed(func() error { return c.ReportPhase(ctx, e.Node, p, "") }); err != nil {
 					return nil
 				}
@@ -208,8 +208,8 @@ func TestKill9LosesNoAcknowledgedReport(t *testing.T) {
 	<-done
 	acked := res.acked.Load()
 	lost := countLost(t, state, loadNodes(n), res.ackedBy)
-	t.Logf("killed after %d acknowledged reports (of %d); lost after restart: %d", acked, n*len(Phases()), lost)
-	if acked >= int64(n*len(Phases())) {
+	t.Logf("killed after %d acknowledged reports (of %d); lost after restart: %d", acked, n*len(bootstrap.Phases()), lost)
+	if acked >= int64(n*len(bootstrap.Phases())) {
 		t.Fatal("the run finished before the kill; nothing was tested")
 	}
 	if lost != 0 {
@@ -218,8 +218,8 @@ func TestKill9LosesNoAcknowledgedReport(t *testing.T) {
 	// The restarted server keeps serving: a node continues where it was.
 	cmd2, url2 := startChild(t, state, n)
 	defer func() { cmd2.Process.Kill(); cmd2.Wait() }()
-	c := NewClient(url2, WithRetries(1, 10*time.Millisecond))
-	if _, err := c.PhoneHome(context.Background(), Identity{MACs: []string{loadMAC(0)}}); err != nil {
+	c := bootstrap.NewClient(url2, bootstrap.WithRetries(1, 10*time.Millisecond))
+	if _, err := c.PhoneHome(context.Background(), bootstrap.Identity{MACs: []string{loadMAC(0)}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package bootstrap
+package deployer
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"io"
 	"log/slog"
 	"net"
@@ -103,42 +104,42 @@ type bundleInfo struct {
 type nodeState struct {
 	Name string `json:"name"`
 	// Version increases with every change; a write never replaces a newer one.
-	Version    uint64    `json:"version"`
-	TokenHash  string    `json:"tokenHash,omitempty"`
-	Attempt    int       `json:"attempt"`
-	Identity   *Identity `json:"identity,omitempty"`
-	EnrolledAt time.Time `json:"enrolledAt,omitzero"`
+	Version    uint64              `json:"version"`
+	TokenHash  string              `json:"tokenHash,omitempty"`
+	Attempt    int                 `json:"attempt"`
+	Identity   *bootstrap.Identity `json:"identity,omitempty"`
+	EnrolledAt time.Time           `json:"enrolledAt,omitzero"`
 	// Run is the run id of the current enrolment.
 	Run string `json:"run,omitempty"`
 	// SecretUsed: the one-time enrolment secret has been used.
-	SecretUsed bool         `json:"secretUsed,omitempty"`
-	Phases     []PhaseEvent `json:"phases"`
+	SecretUsed bool                   `json:"secretUsed,omitempty"`
+	Phases     []bootstrap.PhaseEvent `json:"phases"`
 }
 
 // current returns the phase of the current attempt ("" before any).
-func (n *nodeState) current() (PhaseEvent, bool) {
+func (n *nodeState) current() (bootstrap.PhaseEvent, bool) {
 	if len(n.Phases) == 0 || n.Phases[len(n.Phases)-1].Attempt != n.Attempt {
-		return PhaseEvent{}, false
+		return bootstrap.PhaseEvent{}, false
 	}
 	return n.Phases[len(n.Phases)-1], true
 }
 
 // Discovery is a machine that phoned home but matched no node.
 type Discovery struct {
-	Identity Identity  `json:"identity"`
-	Reason   string    `json:"reason"`
-	At       time.Time `json:"at"`
+	Identity bootstrap.Identity `json:"identity"`
+	Reason   string             `json:"reason"`
+	At       time.Time          `json:"at"`
 }
 
 // NodeStatus is a node's view for the harness.
 type NodeStatus struct {
-	Name       string       `json:"name"`
-	Enrolled   bool         `json:"enrolled"`
-	Attempt    int          `json:"attempt"`
-	Run        string       `json:"run,omitempty"`
-	EnrolledAt time.Time    `json:"enrolledAt,omitzero"`
-	Phase      Phase        `json:"phase,omitempty"`
-	Phases     []PhaseEvent `json:"phases"`
+	Name       string                 `json:"name"`
+	Enrolled   bool                   `json:"enrolled"`
+	Attempt    int                    `json:"attempt"`
+	Run        string                 `json:"run,omitempty"`
+	EnrolledAt time.Time              `json:"enrolledAt,omitzero"`
+	Phase      bootstrap.Phase        `json:"phase,omitempty"`
+	Phases     []bootstrap.PhaseEvent `json:"phases"`
 }
 
 var (
@@ -162,7 +163,7 @@ type PhoneHomeServer struct {
 	state   map[string]*nodeState
 	tokens  map[string]string // token hash → node
 	changed chan struct{}
-	subs    map[int]chan PhaseEvent
+	subs    map[int]chan bootstrap.PhaseEvent
 	nextSub int
 	// locks serialise each node's decide-persist-apply (enrolments and
 	// phase reports); different nodes proceed (and batch) in parallel.
@@ -178,7 +179,7 @@ type PhoneHomeServer struct {
 // readable bundles.
 func NewPhoneHomeServer(cfg ServerConfig) (*PhoneHomeServer, error) {
 	s := &PhoneHomeServer{cfg: cfg, log: cfg.Logger, specs: map[string]NodeSpec{}, bundles: map[string]bundleInfo{},
-		state: map[string]*nodeState{}, tokens: map[string]string{}, changed: make(chan struct{}), subs: map[int]chan PhaseEvent{},
+		state: map[string]*nodeState{}, tokens: map[string]string{}, changed: make(chan struct{}), subs: map[int]chan bootstrap.PhaseEvent{},
 		byKey: map[string][]string{}, locks: map[string]*sync.Mutex{}}
 	if s.cfg.BodyTimeout <= 0 {
 		s.cfg.BodyTimeout = defaultBodyTimeout
@@ -409,7 +410,7 @@ func (s *PhoneHomeServer) admin(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // match finds the node for an identity: machine-id, then serial, then MAC.
-func (s *PhoneHomeServer) match(id Identity) (NodeSpec, error) {
+func (s *PhoneHomeServer) match(id bootstrap.Identity) (NodeSpec, error) {
 	if id.MachineID != "" {
 		if n := s.byKey["machine-id:"+strings.ToLower(id.MachineID)]; len(n) == 1 {
 			return s.specs[n[0]], nil
@@ -432,10 +433,10 @@ func (s *PhoneHomeServer) match(id Identity) (NodeSpec, error) {
 	case 1:
 		return s.specs[byMAC[0]], nil
 	case 0:
-		return NodeSpec{}, fmt.Errorf("%w: no node has machine-id %q, serial %q or one of MACs %v", ErrUnknownMachine, id.MachineID, id.Serial, id.MACs)
+		return NodeSpec{}, fmt.Errorf("%w: no node has machine-id %q, serial %q or one of MACs %v", bootstrap.ErrUnknownMachine, id.MachineID, id.Serial, id.MACs)
 	}
 	slices.Sort(byMAC)
-	return NodeSpec{}, fmt.Errorf("%w: MACs %v match several nodes %v; give the machine a machine-id or serial selector", ErrUnknownMachine, id.MACs, byMAC)
+	return NodeSpec{}, fmt.Errorf("%w: MACs %v match several nodes %v; give the machine a machine-id or serial selector", bootstrap.ErrUnknownMachine, id.MACs, byMAC)
 }
 
 // save persists ns durably (bbolt fsyncs each commit; concurrent saves
@@ -465,7 +466,7 @@ func (s *PhoneHomeServer) save(ns nodeState) error {
 }
 
 func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request) {
-	var id Identity
+	var id bootstrap.Identity
 	if !s.decode(w, r, &id) {
 		return
 	}
@@ -488,7 +489,7 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 	s.mu.Lock()
 	ns := s.state[spec.Name]
 	if ns == nil {
-		ns = &nodeState{Name: spec.Name, Phases: []PhaseEvent{}}
+		ns = &nodeState{Name: spec.Name, Phases: []bootstrap.PhaseEvent{}}
 	}
 	next := *ns
 	s.mu.Unlock()
@@ -517,11 +518,11 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 	s.state[spec.Name] = &next
 	s.tokens[next.TokenHash] = spec.Name
 	s.mu.Unlock()
-	s.broadcast(PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt, Run: next.Run})
+	s.broadcast(bootstrap.PhaseEvent{Node: spec.Name, Phase: "enrolled", At: next.EnrolledAt, Attempt: next.Attempt, Run: next.Run})
 	s.log.Info("machine enrolled", "node", spec.Name, "attempt", next.Attempt)
-	e := Enrollment{Node: spec.Name, Role: spec.Role, Token: token, Plan: spec.Plan, TargetDisk: spec.TargetDisk, SystemID: spec.SystemID, Run: next.Run}
+	e := bootstrap.Enrollment{Node: spec.Name, Role: spec.Role, Token: token, Plan: spec.Plan, TargetDisk: spec.TargetDisk, SystemID: spec.SystemID, Run: next.Run}
 	if bi, ok := s.bundles[spec.Name]; ok {
-		e.Bundle = BundleRef{URL: strings.TrimRight(s.cfg.PublicURL, "/") + "/api/v1/bundles/" + bi.sha, Size: bi.size, SHA256: bi.sha}
+		e.Bundle = bootstrap.BundleRef{URL: strings.TrimRight(s.cfg.PublicURL, "/") + "/api/v1/bundles/" + bi.sha, Size: bi.size, SHA256: bi.sha}
 	}
 	writeJSON(w, http.StatusOK, e)
 }
@@ -529,13 +530,13 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 // admit applies the enrolment policy to a node with a secret: its first
 // enrolment needs the one-time secret (then spent); a re-enrolment needs
 // the node's current token or the admin token.
-func (s *PhoneHomeServer) admit(r *http.Request, spec NodeSpec, next *nodeState, id Identity) (int, error) {
+func (s *PhoneHomeServer) admit(r *http.Request, spec NodeSpec, next *nodeState, id bootstrap.Identity) (int, error) {
 	if spec.EnrolSecret == "" {
 		return 0, nil
 	}
 	if !next.SecretUsed {
 		if subtle.ConstantTimeCompare([]byte(id.EnrolSecret), []byte(spec.EnrolSecret)) != 1 {
-			return http.StatusForbidden, fmt.Errorf("%w: node %q enrols only with its enrolment secret (SMBIOS OEM string or ultracloud.enrol-secret=)", ErrForbidden, spec.Name)
+			return http.StatusForbidden, fmt.Errorf("%w: node %q enrols only with its enrolment secret (SMBIOS OEM string or ultracloud.enrol-secret=)", bootstrap.ErrForbidden, spec.Name)
 		}
 		next.SecretUsed = true
 		return 0, nil
@@ -544,14 +545,14 @@ func (s *PhoneHomeServer) admit(r *http.Request, spec NodeSpec, next *nodeState,
 	isAdmin := s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1
 	isNode := tok != "" && next.TokenHash != "" && subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(next.TokenHash)) == 1
 	if !isAdmin && !isNode {
-		return http.StatusForbidden, fmt.Errorf("%w: node %q is enrolled and its secret is spent; re-enrolment needs its current token or the admin token", ErrForbidden, spec.Name)
+		return http.StatusForbidden, fmt.Errorf("%w: node %q is enrolled and its secret is spent; re-enrolment needs its current token or the admin token", bootstrap.ErrForbidden, spec.Name)
 	}
 	return 0, nil
 }
 
 // discovered records an unmatched machine, keeping at most maxDiscovered
 // (the oldest are evicted).
-func (s *PhoneHomeServer) discovered(id Identity, reason error) {
+func (s *PhoneHomeServer) discovered(id bootstrap.Identity, reason error) {
 	d := Discovery{Identity: id, Reason: reason.Error(), At: time.Now().UTC()}
 	key := id.MachineID
 	if key == "" && len(id.MACs) > 0 {
@@ -582,7 +583,7 @@ func (s *PhoneHomeServer) discovered(id Identity, reason error) {
 	})
 	s.discMu.Unlock()
 	s.log.Warn("unknown machine phoned home", "identity", id, "reason", reason)
-	s.broadcast(PhaseEvent{Node: "", Phase: "discovered", Reason: reason.Error(), At: d.At})
+	s.broadcast(bootstrap.PhaseEvent{Node: "", Phase: "discovered", Reason: reason.Error(), At: d.At})
 }
 
 func (s *PhoneHomeServer) handleBundle(w http.ResponseWriter, r *http.Request) {
@@ -627,7 +628,7 @@ func (s *PhoneHomeServer) requireNode(w http.ResponseWriter, r *http.Request) (s
 
 func (s *PhoneHomeServer) handleDesired(w http.ResponseWriter, r *http.Request) {
 	if node, ok := s.requireNode(w, r); ok {
-		writeJSON(w, http.StatusOK, Desired{SystemID: s.specs[node].SystemID})
+		writeJSON(w, http.StatusOK, bootstrap.Desired{SystemID: s.specs[node].SystemID})
 	}
 }
 
@@ -636,12 +637,12 @@ func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var rep PhaseReport
+	var rep bootstrap.PhaseReport
 	if !s.decode(w, r, &rep) {
 		return
 	}
 	if !rep.Phase.Valid() {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown phase %q; phases are %v and failed", rep.Phase, Phases()))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown phase %q; phases are %v and failed", rep.Phase, bootstrap.Phases()))
 		return
 	}
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -657,7 +658,7 @@ func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
 // HTTP status to answer. Under the node's lock the token is checked again
 // (a re-enrolment since the request began revokes it), the report is made
 // durable (fsynced), and only then applied in memory and acknowledged.
-func (s *PhoneHomeServer) record(node, tokenHash string, rep PhaseReport) (int, PhaseEvent, error) {
+func (s *PhoneHomeServer) record(node, tokenHash string, rep bootstrap.PhaseReport) (int, bootstrap.PhaseEvent, error) {
 	lock := s.locks[node]
 	lock.Lock()
 	defer lock.Unlock()
@@ -665,22 +666,22 @@ func (s *PhoneHomeServer) record(node, tokenHash string, rep PhaseReport) (int, 
 	ns := s.state[node]
 	if ns == nil || ns.TokenHash != tokenHash {
 		s.mu.Unlock()
-		return http.StatusUnauthorized, PhaseEvent{}, fmt.Errorf("%w: this token of %s was revoked by a re-enrolment; phone home again", ErrForbidden, node)
+		return http.StatusUnauthorized, bootstrap.PhaseEvent{}, fmt.Errorf("%w: this token of %s was revoked by a re-enrolment; phone home again", bootstrap.ErrForbidden, node)
 	}
 	cur, has := ns.current()
 	if has && cur.Phase == rep.Phase {
 		s.mu.Unlock()
 		return http.StatusOK, cur, nil // a retried report: already recorded
 	}
-	if has && cur.Phase == PhaseFailed {
+	if has && cur.Phase == bootstrap.PhaseFailed {
 		s.mu.Unlock()
-		return http.StatusConflict, PhaseEvent{}, fmt.Errorf("%w: %s already reported failed (%s); phone home again to retry", ErrConflict, node, cur.Reason)
+		return http.StatusConflict, bootstrap.PhaseEvent{}, fmt.Errorf("%w: %s already reported failed (%s); phone home again to retry", bootstrap.ErrConflict, node, cur.Reason)
 	}
-	if rep.Phase != PhaseFailed && has && rep.Phase.rank() < cur.Phase.rank() {
+	if rep.Phase != bootstrap.PhaseFailed && has && rep.Phase.Rank() < cur.Phase.Rank() {
 		s.mu.Unlock()
-		return http.StatusConflict, PhaseEvent{}, fmt.Errorf("%w: %s is at %s; phases only move forward (got %s)", ErrConflict, node, cur.Phase, rep.Phase)
+		return http.StatusConflict, bootstrap.PhaseEvent{}, fmt.Errorf("%w: %s is at %s; phases only move forward (got %s)", bootstrap.ErrConflict, node, cur.Phase, rep.Phase)
 	}
-	ev := PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt, Run: ns.Run}
+	ev := bootstrap.PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt, Run: ns.Run}
 	next := *ns
 	next.Version++
 	next.Phases = append(slices.Clone(ns.Phases), ev)
@@ -689,7 +690,7 @@ func (s *PhoneHomeServer) record(node, tokenHash string, rep PhaseReport) (int, 
 	}
 	s.mu.Unlock()
 	if err := s.save(next); err != nil {
-		return http.StatusInternalServerError, PhaseEvent{}, fmt.Errorf("persist phase: %w", err)
+		return http.StatusInternalServerError, bootstrap.PhaseEvent{}, fmt.Errorf("persist phase: %w", err)
 	}
 	s.mu.Lock()
 	s.state[node] = &next
@@ -699,7 +700,7 @@ func (s *PhoneHomeServer) record(node, tokenHash string, rep PhaseReport) (int, 
 	return http.StatusOK, ev, nil
 }
 
-func (s *PhoneHomeServer) notifyLocked(ev PhaseEvent) {
+func (s *PhoneHomeServer) notifyLocked(ev bootstrap.PhaseEvent) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	for _, ch := range s.subs {
@@ -710,7 +711,7 @@ func (s *PhoneHomeServer) notifyLocked(ev PhaseEvent) {
 	}
 }
 
-func (s *PhoneHomeServer) broadcast(ev PhaseEvent) {
+func (s *PhoneHomeServer) broadcast(ev bootstrap.PhaseEvent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.notifyLocked(ev)
@@ -719,10 +720,10 @@ func (s *PhoneHomeServer) broadcast(ev PhaseEvent) {
 // Subscribe returns a channel of events (enrolments, phases, discovered
 // machines) and a function that ends the subscription. A subscriber that
 // does not keep up misses events; the state stays authoritative.
-func (s *PhoneHomeServer) Subscribe() (<-chan PhaseEvent, func()) {
+func (s *PhoneHomeServer) Subscribe() (<-chan bootstrap.PhaseEvent, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch := make(chan PhaseEvent, 256)
+	ch := make(chan bootstrap.PhaseEvent, 256)
 	id := s.nextSub
 	s.nextSub++
 	s.subs[id] = ch
@@ -742,7 +743,7 @@ func (s *PhoneHomeServer) Nodes() []NodeStatus {
 	defer s.mu.Unlock()
 	var out []NodeStatus
 	for _, name := range sortedKeys(s.specs) {
-		st := NodeStatus{Name: name, Phases: []PhaseEvent{}}
+		st := NodeStatus{Name: name, Phases: []bootstrap.PhaseEvent{}}
 		if ns := s.state[name]; ns != nil {
 			st.Enrolled, st.Attempt, st.EnrolledAt, st.Run = ns.TokenHash != "", ns.Attempt, ns.EnrolledAt, ns.Run
 			st.Phases = slices.Clone(ns.Phases)
@@ -774,24 +775,24 @@ func (s *PhoneHomeServer) Discovered() []Discovery {
 // attempt of this server's run (ServerConfig.RunID): an attempt enrolled in
 // another run counts as nothing yet. It returns at once with ErrNodeFailed
 // (and the node's reason) when the node reports failed.
-func (s *PhoneHomeServer) WaitPhase(ctx context.Context, node string, phase Phase) (PhaseEvent, error) {
+func (s *PhoneHomeServer) WaitPhase(ctx context.Context, node string, phase bootstrap.Phase) (bootstrap.PhaseEvent, error) {
 	if _, ok := s.specs[node]; !ok {
-		return PhaseEvent{}, fmt.Errorf("%w: no node %q", ErrUnknownMachine, node)
+		return bootstrap.PhaseEvent{}, fmt.Errorf("%w: no node %q", bootstrap.ErrUnknownMachine, node)
 	}
 	for {
 		s.mu.Lock()
 		ns := s.state[node]
 		changed := s.changed
-		var cur PhaseEvent
+		var cur bootstrap.PhaseEvent
 		var has bool
 		if ns != nil && ns.Run == s.cfg.RunID {
 			cur, has = ns.current()
 		}
 		s.mu.Unlock()
-		if has && cur.Phase == PhaseFailed {
-			return cur, fmt.Errorf("%w: %s: %s", ErrNodeFailed, node, cur.Reason)
+		if has && cur.Phase == bootstrap.PhaseFailed {
+			return cur, fmt.Errorf("%w: %s: %s", bootstrap.ErrNodeFailed, node, cur.Reason)
 		}
-		if has && cur.Phase.rank() >= phase.rank() {
+		if has && cur.Phase.Rank() >= phase.Rank() {
 			for _, ev := range ns.Phases {
 				if ev.Attempt == ns.Attempt && ev.Phase == phase {
 					return ev, nil
@@ -805,7 +806,7 @@ func (s *PhoneHomeServer) WaitPhase(ctx context.Context, node string, phase Phas
 			if has {
 				at = string(cur.Phase)
 			}
-			return PhaseEvent{}, fmt.Errorf("waiting for %s to reach %s (at %s): %w", node, phase, at, ctx.Err())
+			return bootstrap.PhaseEvent{}, fmt.Errorf("waiting for %s to reach %s (at %s): %w", node, phase, at, ctx.Err())
 		case <-changed:
 		}
 	}
@@ -821,4 +822,31 @@ func (s *PhoneHomeServer) handleAdminDiscovered(w http.ResponseWriter, _ *http.R
 		d = []Discovery{}
 	}
 	writeJSON(w, http.StatusOK, d)
+}
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func fileSHA(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
