@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 )
@@ -39,4 +40,20 @@ func Main(m *testing.M) {
 	code := m.Run()
 	done()
 	os.Exit(code)
+}
+
+// Sparse creates a sparse file of size bytes in a test's temporary
+// directory (a blank disk image) and returns its path.
+func Sparse(t testing.TB, size int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/photoncloud/testkit/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,17 +117,7 @@ func TestValidateNamesEachProblem(t *testing.T) {
 	}
 }
 
-func sparse(t testing.TB, size int64) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(size)
-	f.Close()
-	return p
-}
+func sparse(t testing.TB, size int64) string { return testenv.Sparse(t, size) }
 
 // slow skips tests that only exercise external tools and big images under
 // -short (the race pass); the full run keeps them.

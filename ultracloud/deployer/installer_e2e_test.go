@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"github.com/photoncloud/testkit/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,17 +173,7 @@ func TestAgentReportsMismatch(t *testing.T) {
 	}
 }
 
-func sparse(t testing.TB, size int64) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(size)
-	f.Close()
-	return p
-}
+func sparse(t testing.TB, size int64) string { return testenv.Sparse(t, size) }
 
 // slow skips tests of big images under -short.
 func slow(t testing.TB) {
