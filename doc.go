@@ -21,6 +21,8 @@
 //     HTTP, port, phone-home phase, disk file, Nix guards).
 //   - ultracloud/fixture: the embedded default guest (Debian kernel +
 //     initramfs with cmd/ultracloud-guest as PID 1).
+//   - ultracloud/cluster: a Topology running (machines, switches, static
+//     addresses) with its fault API, every fault an event.
 //   - ultracloud/lanes: the run scaffold, the one driver (lanes.Main), every
 //     documented lane composed from the above, and lanes.Registry.
 //   - examples/<lane>: one small driver per lane, what a Nix check runs.
@@ -39,7 +41,8 @@
 //	ultracloud/deployer  → ultracloud/bootstrap
 //	ultracloud/checks    → ultracloud, ultracloud/vm, ultracloud/bootstrap, ultracloud/deployer, ultracloud/image
 //	ultracloud/fixture   → ultracloud/image, ultracloud/image/iso
-//	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/fixture
+//	ultracloud/cluster   → ultracloud, ultracloud/vm, ultracloud/fixture
+//	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/fixture, ultracloud/cluster
 //	examples/<lane>      → ultracloud/lanes
 //	cmd/ultracloud       → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/image/iso, ultracloud/bootstrap, ultracloud/deployer, ultracloud/lanes
 //	cmd/ultracloud-guest → ultracloud, ultracloud/bootstrap

@@ -76,7 +76,7 @@ func DeployerVMSmoke(ctx context.Context, cfg ultracloud.RunConfig, o DeployerSm
 		var m *vm.Machine
 		timeout := r.Scaled(time.Minute)
 		err = r.Step(ctx, node.Name, "boot", func(ctx context.Context) (err error) {
-			m, err = r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=shell ultracloud.if="+node.NICs[0].MAC+"=10.0.2.15/24@10.0.2.2"),
+			m, err = r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=shell"),
 				WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}))
 			if err != nil {
 				return err

@@ -22,7 +22,7 @@ func TestEnrolmentNeedsTheSecret(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		m, err := r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=shell ultracloud.if="+node.NICs[0].MAC+"=10.0.2.15/24@10.0.2.2"),
+		m, err := r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=shell"),
 			WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}),
 			WithMachine(func(c *vm.Config) { c.OEMStrings = nil })) // the secret withheld
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/checks"
+	"github.com/photoncloud/testkit/ultracloud/cluster"
 	"github.com/photoncloud/testkit/ultracloud/fixture"
 	"github.com/photoncloud/testkit/ultracloud/vm"
 )
@@ -55,7 +56,7 @@ type Run struct {
 	workDir string
 
 	mu       sync.Mutex
-	switches map[string]*vm.Switch
+	cluster  *cluster.Cluster
 	machines map[string]*vm.Machine
 	kept     map[*vm.Machine]bool
 	arts     *fixture.Artifacts
@@ -75,7 +76,7 @@ func Execute(ctx context.Context, cfg ultracloud.RunConfig, spec Spec, fn LaneFu
 	if spec.Name == "" {
 		return nil, fmt.Errorf("%w: Spec.Name is empty", ultracloud.ErrInvalid)
 	}
-	r := &Run{cfg: cfg, spec: spec, switches: map[string]*vm.Switch{}, machines: map[string]*vm.Machine{}, kept: map[*vm.Machine]bool{}, secrets: map[string]string{}}
+	r := &Run{cfg: cfg, spec: spec, machines: map[string]*vm.Machine{}, kept: map[*vm.Machine]bool{}, secrets: map[string]string{}}
 	switch {
 	case spec.Topo != nil:
 		r.topo = spec.Topo.Clone()
@@ -275,18 +276,38 @@ func (r *Run) Fixture(ctx context.Context) (*fixture.Artifacts, error) {
 // Switch returns the run's switch for a VLAN network of the topology,
 // started on first use and closed when the run ends.
 func (r *Run) Switch(network string) (*vm.Switch, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if sw, ok := r.switches[network]; ok {
-		return sw, nil
-	}
-	sw, err := vm.NewSwitch("", r.log.With("switch", network))
+	c, err := r.machinesOf(context.Background())
 	if err != nil {
 		return nil, err
 	}
-	r.switches[network] = sw
-	return sw, nil
+	return c.Switch(network)
 }
+
+// machinesOf returns the run's cluster: the topology's machines and
+// switches (package cluster), created on first use, booting no node yet.
+func (r *Run) machinesOf(ctx context.Context) (*cluster.Cluster, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cluster != nil {
+		return r.cluster, nil
+	}
+	c, err := cluster.Start(ctx, r.topo, r.cfg.Host, cluster.WithNodes(), cluster.WithDir(filepath.Join(r.workDir, "nodes")),
+		cluster.WithLogger(r.log), cluster.WithFixture(r.spec.Fixture), cluster.WithEvents(func(e ultracloud.Event) {
+			if e.Name != "boot" {
+				r.report.AddEvent(e)
+			}
+		}))
+	if err != nil {
+		return nil, err
+	}
+	r.cluster = c
+	return c, nil
+}
+
+// Cluster is the run's running topology (package cluster): its fault API
+// (Kill, Restart, Pause, Partition, …) records every fault as an event of
+// the report.
+func (r *Run) Cluster(ctx context.Context) (*cluster.Cluster, error) { return r.machinesOf(ctx) }
 
 // BootOption adjusts a node's machine beyond what its topology says: what
 // is the lane's (kernel command line, forwards to host services, boot
@@ -315,64 +336,47 @@ func WithGuestFwd(fwd ...vm.GuestFwd) BootOption {
 // actions, boot order).
 func WithMachine(f func(*vm.Config)) BootOption { return BootOption(f) }
 
-// Boot starts node's machine as the topology says (vm.FromNode: vCPUs,
-// memory, disks, NICs; VLANs on this run's switches). A direct-kernel node
-// without its own kernel boots the fixture guest with its hostname and its
-// components. The machine lives in WorkDir/nodes/<node>; its console and
-// QEMU command line are artifacts; it is stopped when the run ends unless
-// the run keeps VMs or the lane calls Keep.
+// Boot starts node's machine through the run's cluster (package cluster)
+// as the topology says (vm.FromNode: vCPUs, memory, disks, NICs; VLANs on
+// the run's switches). A direct-kernel node without its own kernel boots
+// the fixture guest with its hostname, its components and static
+// addresses (Cluster.Address). The node's enrolment secret (PhoneHome)
+// goes in as an SMBIOS OEM string. The machine lives in
+// WorkDir/nodes/<node>; its console and QEMU command line are artifacts;
+// it is stopped when the run ends unless the run keeps VMs or the lane
+// calls Keep.
 func (r *Run) Boot(ctx context.Context, node string, opts ...BootOption) (*vm.Machine, error) {
-	n, ok := r.topo.Node(node)
-	if !ok {
+	if _, ok := r.topo.Node(node); !ok {
 		var names []string
 		for _, n := range r.topo.Nodes {
 			names = append(names, n.Name)
 		}
 		return nil, fmt.Errorf("%w: topology %q has no node %q (nodes: %s)", ultracloud.ErrInvalid, r.topo.Name, node, strings.Join(names, ", "))
 	}
-	cfg, err := vm.FromNode(r.topo, *n, r.cfg.Host, func(network, node string) (string, error) {
-		sw, err := r.Switch(network)
-		if err != nil {
-			return "", err
+	c, err := r.machinesOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	sec, hasSecret := r.secrets[node]
+	r.mu.Unlock()
+	r.Status(node, "booting")
+	m, err := c.Boot(ctx, node, func(cfg *vm.Config) {
+		if hasSecret {
+			cfg.OEMStrings = append(cfg.OEMStrings, "ultracloud.enrol-secret="+sec)
 		}
-		return sw.Port(node)
+		for _, o := range opts {
+			o(cfg)
+		}
 	})
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Firmware == ultracloud.FirmwareDirect && cfg.Kernel == "" {
-		arts, err := r.Fixture(ctx)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Kernel, cfg.Initrd = arts.Vmlinux, arts.Initrd
-		cfg.Cmdline = strings.TrimSpace("console=ttyS0 quiet ultracloud.hostname=" + n.Name + " " + cfg.Cmdline)
-		if len(n.Components) > 0 {
-			cfg.Cmdline += " ultracloud.components=" + strings.Join(n.Components, ",")
-		}
-	}
-	if cfg.Dir, err = r.Dir("nodes", node); err != nil {
-		return nil, err
-	}
-	cfg.Logger = r.log.With("node", node)
-	r.mu.Lock()
-	if sec, ok := r.secrets[node]; ok {
-		cfg.OEMStrings = append(cfg.OEMStrings, "ultracloud.enrol-secret="+sec)
-	}
-	r.mu.Unlock()
-	for _, o := range opts {
-		o(&cfg)
-	}
-	r.Status(node, "booting")
-	m, err := vm.Start(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", node, err)
 	}
 	r.mu.Lock()
 	r.machines[node] = m
 	r.mu.Unlock()
 	r.Artifact(node+" console", m.Console().LogPath())
-	r.Artifact(node+" qemu command line", filepath.Join(cfg.Dir, "qemu-cmdline"))
+	r.Artifact(node+" qemu command line", filepath.Join(m.Dir(), "qemu-cmdline"))
 	return m, nil
 }
 
@@ -401,29 +405,19 @@ func (r *Run) Defer(f func()) {
 func (r *Run) close() {
 	r.mu.Lock()
 	closers := slices.Clone(r.closers)
-	var ms []*vm.Machine
-	for _, m := range r.machines {
-		if !r.kept[m] && !r.cfg.KeepVMs {
-			ms = append(ms, m)
+	c := r.cluster
+	for node, m := range r.machines {
+		if (r.kept[m] || r.cfg.KeepVMs) && c != nil {
+			c.Release(node)
 		}
 	}
-	sws := r.switches
-	keepSwitches := r.cfg.KeepVMs || len(r.kept) > 0
 	r.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, m := range ms {
-		wg.Add(1)
-		go func() { defer wg.Done(); m.Close() }()
-	}
-	wg.Wait()
 	slices.Reverse(closers)
+	if c != nil {
+		c.Close() // machines first: servers the lane deferred outlive them
+	}
 	for _, f := range closers {
 		f()
-	}
-	if !keepSwitches {
-		for _, sw := range sws {
-			sw.Close()
-		}
 	}
 }
 

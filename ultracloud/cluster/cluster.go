@@ -1,0 +1,403 @@
+// Package cluster runs a Topology: one machine per node, one switch per
+// VLAN network, static addresses from the topology's CIDRs, and a fault
+// API (Kill, Restart, Pause, Resume, Partition, Heal, LinkDown, LinkUp,
+// DiskErrors) whose every use is recorded as an event. Lanes and Go tests
+// use it in-process (Start, StartT); the long-lived cluster of the CLI
+// verbs builds on it.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/photoncloud/testkit/ultracloud"
+	"github.com/photoncloud/testkit/ultracloud/fixture"
+	"github.com/photoncloud/testkit/ultracloud/vm"
+)
+
+// ErrUnknownNode: a node the topology does not have.
+var ErrUnknownNode = errors.New("unknown node")
+
+// Option adjusts Start.
+type Option func(*options)
+
+type options struct {
+	dir     string
+	log     *slog.Logger
+	fixture *fixture.Builder
+	limit   int
+	onEvent func(ultracloud.Event)
+	boot    []func(node ultracloud.Node, c *vm.Config)
+	nodes   []string
+}
+
+// WithDir keeps the machines' directories (disks, logs) under dir/<node>;
+// default a temporary directory removed by Close.
+func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithFixture sets the builder of the fixture guest that direct-kernel
+// nodes without their own kernel boot.
+func WithFixture(b *fixture.Builder) Option { return func(o *options) { o.fixture = b } }
+
+// WithParallel bounds how many machines boot at once (default: as many
+// as half the host's memory holds, at least 1).
+func WithParallel(n int) Option { return func(o *options) { o.limit = n } }
+
+// WithEvents receives every event (faults, boots) as it happens.
+func WithEvents(f func(ultracloud.Event)) Option { return func(o *options) { o.onEvent = f } }
+
+// WithBoot adjusts every machine's config before it starts (kernel command
+// line, forwards, boot media): what is the caller's, never its size.
+func WithBoot(f func(node ultracloud.Node, c *vm.Config)) Option {
+	return func(o *options) { o.boot = append(o.boot, f) }
+}
+
+// WithNodes starts only these nodes (default: every node); the others can
+// be booted later with Boot.
+func WithNodes(names ...string) Option {
+	return func(o *options) { o.nodes = append([]string{}, names...) } // never nil: none is none
+}
+
+// Cluster is a running topology.
+type Cluster struct {
+	topo    ultracloud.Topology
+	host    ultracloud.HostEnv
+	o       options
+	dir     string
+	tempDir bool
+
+	mu       sync.Mutex
+	switches map[string]*vm.Switch
+	ports    map[string]string // "network/node" → socket
+	machines map[string]*vm.Machine
+	faults   map[string]map[string]*vm.DiskFault // node → disk → fault
+	events   []ultracloud.Event
+	arts     *fixture.Artifacts
+	closed   bool
+}
+
+// Start boots the topology's nodes in parallel and returns once every
+// machine runs (not once its guest is up: wait on checks for that). On an
+// error every machine started so far is stopped.
+func Start(ctx context.Context, topo ultracloud.Topology, host ultracloud.HostEnv, opts ...Option) (*Cluster, error) {
+	if err := topo.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{topo: topo.Clone(), host: host, switches: map[string]*vm.Switch{}, ports: map[string]string{},
+		machines: map[string]*vm.Machine{}, faults: map[string]map[string]*vm.DiskFault{}}
+	for _, opt := range opts {
+		opt(&c.o)
+	}
+	if c.o.log == nil {
+		c.o.log = slog.New(slog.DiscardHandler)
+	}
+	c.dir = c.o.dir
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "ultracloud-cluster-")
+		if err != nil {
+			return nil, err
+		}
+		c.dir, c.tempDir = d, true
+	}
+	names := c.o.nodes
+	if names == nil {
+		for _, n := range c.topo.Nodes {
+			names = append(names, n.Name)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallel())
+	for _, n := range names {
+		g.Go(func() error {
+			_, err := c.Boot(gctx, n)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// parallel is the boot limit: the option, else what half the host's
+// memory holds.
+func (c *Cluster) parallel() int {
+	if c.o.limit > 0 {
+		return c.o.limit
+	}
+	most := 0
+	for _, n := range c.topo.Nodes {
+		most = max(most, n.MemoryMiB)
+	}
+	if most == 0 || c.host.MemoryMiB == 0 {
+		return len(c.topo.Nodes)
+	}
+	return max(1, min(len(c.topo.Nodes), c.host.MemoryMiB/2/most))
+}
+
+// StartT starts the cluster for a test and stops it in t.Cleanup; on a
+// failure the test ends with the error.
+func StartT(t testing.TB, topo ultracloud.Topology, host ultracloud.HostEnv, opts ...Option) *Cluster {
+	t.Helper()
+	c, err := Start(context.Background(), topo, host, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Topology is the running topology.
+func (c *Cluster) Topology() ultracloud.Topology { return c.topo.Clone() }
+
+// Node returns node's machine, or ErrUnknownNode listing the nodes.
+func (c *Cluster) Node(name string) (*vm.Machine, error) {
+	if _, ok := c.topo.Node(name); !ok {
+		return nil, c.unknown(name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.machines[name]
+	if m == nil {
+		return nil, fmt.Errorf("node %s is not running", name)
+	}
+	return m, nil
+}
+
+func (c *Cluster) unknown(name string) error {
+	var names []string
+	for _, n := range c.topo.Nodes {
+		names = append(names, n.Name)
+	}
+	return fmt.Errorf("%w %q; the nodes are %s", ErrUnknownNode, name, strings.Join(names, ", "))
+}
+
+// Events returns the events so far.
+func (c *Cluster) Events() []ultracloud.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.events)
+}
+
+func (c *Cluster) event(node, name, detail string) {
+	e := ultracloud.Event{At: time.Now(), Node: node, Name: name, Detail: detail}
+	c.mu.Lock()
+	c.events = append(c.events, e)
+	c.mu.Unlock()
+	c.o.log.Info("cluster event", "node", node, "event", name, "detail", detail)
+	if c.o.onEvent != nil {
+		c.o.onEvent(e)
+	}
+}
+
+// Address is node's static address on a network of the topology: the
+// network's first address plus the node's position (1-based); the user
+// network is QEMU's 10.0.2.15.
+func (c *Cluster) Address(node, network string) (netip.Addr, error) {
+	i := slices.IndexFunc(c.topo.Nodes, func(n ultracloud.Node) bool { return n.Name == node })
+	if i < 0 {
+		return netip.Addr{}, c.unknown(node)
+	}
+	for _, nw := range c.topo.Networks {
+		if nw.Name != network {
+			continue
+		}
+		if nw.Kind == ultracloud.NetworkUser {
+			return netip.MustParseAddr("10.0.2.15"), nil
+		}
+		p, err := netip.ParsePrefix(nw.CIDR)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("network %s has no CIDR for static addresses: %w", network, err)
+		}
+		a := p.Masked().Addr()
+		for range i + 1 {
+			a = a.Next()
+		}
+		if !p.Contains(a) {
+			return netip.Addr{}, fmt.Errorf("network %s (%s) has no room for node %d", network, nw.CIDR, i+1)
+		}
+		return a, nil
+	}
+	return netip.Addr{}, fmt.Errorf("topology %s has no network %q", c.topo.Name, network)
+}
+
+// Switch returns the switch of a VLAN network, started on first use.
+func (c *Cluster) Switch(network string) (*vm.Switch, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sw, ok := c.switches[network]; ok {
+		return sw, nil
+	}
+	sw, err := vm.NewSwitch("", c.o.log.With("switch", network))
+	if err != nil {
+		return nil, err
+	}
+	c.switches[network] = sw
+	return sw, nil
+}
+
+// port returns (creating once) node's port on network: a restarted
+// machine reconnects to the same port.
+func (c *Cluster) port(network, node string) (string, error) {
+	sw, err := c.Switch(network)
+	if err != nil {
+		return "", err
+	}
+	key := network + "/" + node
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.ports[key]; ok {
+		return p, nil
+	}
+	p, err := sw.Port(node)
+	if err != nil {
+		return "", err
+	}
+	c.ports[key] = p
+	return p, nil
+}
+
+// Boot starts node's machine as its topology says (vm.FromNode), in
+// Dir/<node>; disks already there are kept (Restart boots the same disks).
+// A direct-kernel node without its own kernel boots the fixture guest with
+// its hostname, its components and static addresses on every network.
+func (c *Cluster) Boot(ctx context.Context, node string, mods ...func(*vm.Config)) (*vm.Machine, error) {
+	n, ok := c.topo.Node(node)
+	if !ok {
+		return nil, c.unknown(node)
+	}
+	cfg, err := vm.FromNode(c.topo, *n, c.host, c.port)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Firmware == ultracloud.FirmwareDirect && cfg.Kernel == "" {
+		arts, err := c.fixtureArtifacts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Kernel, cfg.Initrd = arts.Vmlinux, arts.Initrd
+		args := []string{"console=ttyS0", "quiet", "ultracloud.hostname=" + n.Name}
+		if len(n.Components) > 0 {
+			args = append(args, "ultracloud.components="+strings.Join(n.Components, ","))
+		}
+		for _, nic := range n.NICs {
+			a, err := c.Address(n.Name, nic.Network)
+			if err != nil {
+				continue
+			}
+			spec := fmt.Sprintf("ultracloud.if=%s=%s/24", nic.MAC, a)
+			if nw := c.network(nic.Network); nw.Kind == ultracloud.NetworkUser {
+				spec += "@10.0.2.2"
+			} else if p, err := netip.ParsePrefix(nw.CIDR); err == nil {
+				spec = fmt.Sprintf("ultracloud.if=%s=%s/%d", nic.MAC, a, p.Bits())
+			}
+			args = append(args, spec)
+		}
+		cfg.Cmdline = strings.TrimSpace(strings.Join(args, " ") + " " + cfg.Cmdline)
+	}
+	cfg.Dir = filepath.Join(c.dir, node)
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg.Logger = c.o.log.With("node", node)
+	c.mu.Lock()
+	for i := range cfg.Disks {
+		cfg.Disks[i].Fault = c.faults[node][cfg.Disks[i].ID]
+	}
+	c.mu.Unlock()
+	for _, f := range c.o.boot {
+		f(*n, &cfg)
+	}
+	for _, f := range mods {
+		f(&cfg)
+	}
+	m, err := vm.Start(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", node, err)
+	}
+	c.mu.Lock()
+	c.machines[node] = m
+	c.mu.Unlock()
+	c.event(node, "boot", fmt.Sprintf("%d vCPU, %d MiB, accelerator %s", cfg.VCPUs, cfg.MemoryMiB, cfg.Host.Accelerator))
+	return m, nil
+}
+
+func (c *Cluster) network(name string) ultracloud.Network {
+	for _, nw := range c.topo.Networks {
+		if nw.Name == name {
+			return nw
+		}
+	}
+	return ultracloud.Network{}
+}
+
+func (c *Cluster) fixtureArtifacts(ctx context.Context) (*fixture.Artifacts, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.arts != nil {
+		return c.arts, nil
+	}
+	fb := c.o.fixture
+	if fb == nil {
+		var err error
+		if fb, err = fixture.NewBuilder(fixture.WithLogger(c.o.log)); err != nil {
+			return nil, err
+		}
+	}
+	arts, err := fb.Build(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fixture: %w", err)
+	}
+	c.arts = arts
+	return arts, nil
+}
+
+// Release hands node's machine to the caller: Close leaves it running
+// (its VLAN links end with the cluster's switches).
+func (c *Cluster) Release(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.machines, node)
+}
+
+// Close stops every machine and switch; a temporary Dir is removed.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	ms := c.machines
+	sws := c.switches
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Close() }()
+	}
+	wg.Wait()
+	for _, sw := range sws {
+		sw.Close()
+	}
+	if c.tempDir {
+		os.RemoveAll(c.dir)
+	}
+	return nil
+}
