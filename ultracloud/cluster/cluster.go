@@ -287,7 +287,7 @@ func (c *Cluster) Boot(ctx context.Context, node string, mods ...func(*vm.Config
 		return nil, err
 	}
 	if cfg.Firmware == ultracloud.FirmwareDirect && cfg.Kernel == "" {
-		arts, err := c.fixtureArtifacts(ctx)
+		arts, err := c.Fixture(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -347,7 +347,9 @@ func (c *Cluster) network(name string) ultracloud.Network {
 	return ultracloud.Network{}
 }
 
-func (c *Cluster) fixtureArtifacts(ctx context.Context) (*fixture.Artifacts, error) {
+// Fixture builds (once per cluster) the fixture guest that direct-kernel
+// nodes without their own kernel boot.
+func (c *Cluster) Fixture(ctx context.Context) (*fixture.Artifacts, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.arts != nil {

@@ -59,7 +59,6 @@ type Run struct {
 	cluster  *cluster.Cluster
 	machines map[string]*vm.Machine
 	kept     map[*vm.Machine]bool
-	arts     *fixture.Artifacts
 	closers  []func()
 	// secrets are the nodes' enrolment secrets (PhoneHome), handed to
 	// their machines by Boot.
@@ -253,24 +252,11 @@ func (r *Run) Wait(ctx context.Context, node, name string, c checks.Check, timeo
 
 // Fixture builds (once per run) the fixture guest.
 func (r *Run) Fixture(ctx context.Context) (*fixture.Artifacts, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.arts != nil {
-		return r.arts, nil
-	}
-	fb := r.spec.Fixture
-	if fb == nil {
-		var err error
-		if fb, err = fixture.NewBuilder(fixture.WithLogger(r.log)); err != nil {
-			return nil, err
-		}
-	}
-	arts, err := fb.Build(ctx)
+	c, err := r.machinesOf(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fixture: %w", err)
+		return nil, err
 	}
-	r.arts = arts
-	return arts, nil
+	return c.Fixture(ctx)
 }
 
 // Switch returns the run's switch for a VLAN network of the topology,
