@@ -123,7 +123,7 @@ func PackBundle(ctx context.Context, dir, systemID, outDir string) (*Bundle, err
 				}
 				bf.Type, bf.Link, bf.Mode = EntrySymlink, link, 0o777
 			case info.Mode().IsRegular():
-				sum, err := fileSHA(p)
+				sum, err := FileSHA256(p)
 				if err != nil {
 					return err
 				}
@@ -234,7 +234,9 @@ func PackBundle(ctx context.Context, dir, systemID, outDir string) (*Bundle, err
 	return &Bundle{Path: out, SHA256: sum, Size: st.Size(), Manifest: m}, nil
 }
 
-func fileSHA(p string) (string, error) {
+// FileSHA256 is the hex sha256 of the file at p (how bundles are named
+// and served).
+func FileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err
@@ -256,7 +258,7 @@ type Sink interface {
 // OpenBundle checks the file at p against sha256 (if non-empty) and reads
 // its manifest.
 func OpenBundle(p, wantSHA string) (*Bundle, error) {
-	sum, err := fileSHA(p)
+	sum, err := FileSHA256(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBundle, err)
 	}

@@ -198,7 +198,7 @@ func (c *Client) FetchBundle(ctx context.Context, ref BundleRef, dst string) err
 			return fmt.Errorf("fetch bundle: %w", lastErr)
 		}
 	}
-	sum, err := fileSHA(part)
+	sum, err := FileSHA256(part)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -273,7 +274,7 @@ func hashBundle(p string) (bundleInfo, error) {
 	if err != nil {
 		return bundleInfo{}, err
 	}
-	sum, err := fileSHA(p)
+	sum, err := bootstrap.FileSHA256(p)
 	if err != nil {
 		return bundleInfo{}, err
 	}
@@ -742,7 +743,7 @@ func (s *PhoneHomeServer) Nodes() []NodeStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []NodeStatus
-	for _, name := range sortedKeys(s.specs) {
+	for _, name := range slices.Sorted(maps.Keys(s.specs)) {
 		st := NodeStatus{Name: name, Phases: []bootstrap.PhaseEvent{}}
 		if ns := s.state[name]; ns != nil {
 			st.Enrolled, st.Attempt, st.EnrolledAt, st.Run = ns.TokenHash != "", ns.Attempt, ns.EnrolledAt, ns.Run
@@ -827,26 +828,4 @@ func (s *PhoneHomeServer) handleAdminDiscovered(w http.ResponseWriter, _ *http.R
 // apiError is the body of every error answer.
 type apiError struct {
 	Error string `json:"error"`
-}
-
-func fileSHA(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
