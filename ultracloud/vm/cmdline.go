@@ -115,6 +115,9 @@ func commandLine(c *Config, p paths) []string {
 			for _, f := range n.GuestFwd {
 				s += ",guestfwd=tcp:" + f.GuestAddr + "-cmd:" + guestFwdCmd(f.HostAddr)
 			}
+			for _, f := range n.HostFwd {
+				s += fmt.Sprintf(",hostfwd=tcp:%s-:%d", f.HostAddr, f.GuestPort)
+			}
 			a = append(a, "-netdev", s)
 		} else {
 			a = append(a, "-netdev", "stream,id="+netdev+",server=off,addr.type=unix,addr.path="+n.SwitchPort)

@@ -85,6 +85,15 @@ type GuestFwd struct {
 	HostAddr  string
 }
 
+// HostFwd forwards connections from the host to a guest TCP port: QEMU
+// listens on HostAddr (e.g. 127.0.0.1:0, port 0 picks a free port; read it
+// with Machine.HostForward) and connects to GuestPort on the guest's
+// user-mode address.
+type HostFwd struct {
+	HostAddr  string
+	GuestPort int
+}
+
 // NICConfig is one network interface.
 type NICConfig struct {
 	// ID names the device (QMP set_link takes it); default "nicN".
@@ -96,6 +105,9 @@ type NICConfig struct {
 	User bool
 	// GuestFwd rules for a user-mode NIC.
 	GuestFwd []GuestFwd
+	// HostFwd rules for a user-mode NIC: host → guest TCP forwards
+	// (restrict=on still lets them through).
+	HostFwd []HostFwd
 	// SwitchPort is the unix socket of a Switch port (see Switch.Port).
 	SwitchPort string
 }
@@ -302,6 +314,14 @@ func (c *Config) fill() error {
 		}
 		if !n.User && len(n.GuestFwd) > 0 {
 			p = append(p, fmt.Sprintf("NICs[%d]: GuestFwd needs User networking", i))
+		}
+		if !n.User && len(n.HostFwd) > 0 {
+			p = append(p, fmt.Sprintf("NICs[%d]: HostFwd needs User networking", i))
+		}
+		for j, f := range n.HostFwd {
+			if _, _, err := net.SplitHostPort(f.HostAddr); err != nil || f.GuestPort <= 0 || f.GuestPort > 65535 {
+				p = append(p, fmt.Sprintf("NICs[%d].HostFwd[%d]: want HostAddr host:port (e.g. 127.0.0.1:0) and GuestPort 1-65535, got %q → %d", i, j, f.HostAddr, f.GuestPort))
+			}
 		}
 	}
 	if !slices.Contains([]ultracloud.Accel{ultracloud.AccelKVM, ultracloud.AccelTCG}, c.Host.Accelerator) {

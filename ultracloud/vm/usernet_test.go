@@ -2,6 +2,8 @@ package vm_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"fmt"
 	"net"
 	"net/http"
@@ -36,7 +38,8 @@ func TestUserNetCopyQcow2Eject(t *testing.T) {
 	}
 	cfg := guest(t, "usernet", "ultracloud.if=52:54:00:bb:00:01=10.0.2.15/24@10.0.2.2")
 	cfg.NICs = []vm.NICConfig{{ID: "uplink", MAC: "52:54:00:bb:00:01", User: true,
-		GuestFwd: []vm.GuestFwd{{GuestAddr: "10.0.2.100:80", HostAddr: ln.Addr().String()}}}}
+		GuestFwd: []vm.GuestFwd{{GuestAddr: "10.0.2.100:80", HostAddr: ln.Addr().String()}},
+		HostFwd:  []vm.HostFwd{{HostAddr: "127.0.0.1:0", GuestPort: 7777}}}}
 	cfg.Disks = []vm.DiskConfig{{ID: "data", Size: 64 * ultracloud.MiB, Format: vm.FormatQCOW2}}
 	cfg.CDROM = iso
 	m := vm.StartT(t, cfg)
@@ -55,6 +58,29 @@ func TestUserNetCopyQcow2Eject(t *testing.T) {
 	// restrict=on: the slirp gateway forwards nothing else to the host.
 	if _, err := sh.Fail(ctx, "wget -qO- -T 3 http://10.0.2.2:"+portOf(ln)+"/"); err != nil {
 		t.Fatalf("restricted network reached the host directly: %v", err)
+	}
+
+	// hostfwd: the host reaches a guest listener through the port QEMU picked.
+	fwd, err := m.HostForward(ctx, 7777)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.HostForward(ctx, 7778); !errors.Is(err, vm.ErrNoHostFwd) {
+		t.Fatalf("unknown forward: %v", err)
+	}
+	if _, err := sh.Succeed(ctx, "(while true; do echo hello-from-guest | busybox nc -l -p 7777; done >/dev/null 2>&1 &)"); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end) && !strings.Contains(string(got), "hello-from-guest"); time.Sleep(200 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", fwd, 5*time.Second); err == nil {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			got, _ = io.ReadAll(c)
+			c.Close()
+		}
+	}
+	if !strings.Contains(string(got), "hello-from-guest") {
+		t.Fatalf("hostfwd %s read %q", fwd, got)
 	}
 
 	// Copy both ways, bigger than one chunk, binary-safe.
