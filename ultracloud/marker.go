@@ -16,6 +16,8 @@ const (
 	PhaseModulesLoaded = "modules-loaded"
 	PhaseNetworkUp     = "network-up"
 	PhaseShellReady    = "shell-ready"
+	PhaseSSHReady      = "ssh-ready"
+	PhasePersist       = "persist"
 	PhaseReady         = "ready"
 	PhaseFatal         = "fatal"
 )

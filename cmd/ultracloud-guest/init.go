@@ -147,6 +147,10 @@ func runInit() {
 		g.fatal("network: %v", err)
 	}
 
+	if err := g.persist(); err != nil {
+		g.fatal("persist: %v", err)
+	}
+
 	sup := newSupervisor(g)
 	if err := sup.serve("/run/ultracloud/systemd.sock"); err != nil {
 		g.fatal("supervisor: %v", err)
@@ -161,6 +165,7 @@ func runInit() {
 	sup.startAll()
 
 	go g.backdoor("/dev/hvc0")
+	go g.sshd()
 
 	switch g.role {
 	case "shell":

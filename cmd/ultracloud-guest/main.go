@@ -3,7 +3,8 @@
 // As init it mounts the API filesystems, loads the kernel modules listed in
 // /etc/ultracloud/modules.order, configures networking from the kernel
 // command line, supervises fixture components, serves the NixOS test
-// driver's backdoor shell on /dev/hvc0, and runs its role. It prints one
+// driver's backdoor shell on /dev/hvc0, serves SSH on port 22 when handed
+// keys, and runs its role. It prints one
 // console marker per phase (see ultracloud.Marker) and powers the machine
 // off on a fatal error instead of leaving a dead PID 1 spinning.
 //
@@ -27,6 +28,15 @@
 //	ultracloud.components=a,b,c            fixture components to run
 //	ultracloud.fail=a,b                    components whose double fails
 //	ultracloud.users=alice,bob             extra login users (uid 1000…)
+//	ultracloud.persist=SERIAL              mount the disk with this serial on
+//	                                       /var/lib (ext2 made when blank)
+//	ultracloud.hostname=NAME               the hostname
+//
+// Credentials (SMBIOS OEM strings, else the command line):
+//
+//	ultracloud.enrol-secret=S              installer: the enrolment secret
+//	ultracloud.ssh.host-key=B64            sshd: the host key's ed25519 seed
+//	ultracloud.ssh.authorized-key=B64      sshd: the key root logs in with
 package main
 
 import (

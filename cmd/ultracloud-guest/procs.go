@@ -49,12 +49,19 @@ func (p *procs) loop(sig chan os.Signal) {
 // receives its exit status. The lock is held across fork and registration, so
 // a child that exits at once is still delivered.
 func (p *procs) start(argv, env []string, files []*os.File, setsid bool) (int, <-chan syscall.WaitStatus, error) {
+	return p.startAttr(argv, env, files, "", &syscall.SysProcAttr{Setsid: setsid})
+}
+
+// startAttr is start with a working directory and process attributes (a
+// controlling terminal for SSH sessions).
+func (p *procs) startAttr(argv, env []string, files []*os.File, dir string, sys *syscall.SysProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
+		Dir:   dir,
 		Env:   env,
 		Files: files,
-		Sys:   &syscall.SysProcAttr{Setsid: setsid},
+		Sys:   sys,
 	})
 	if err != nil {
 		return 0, nil, err

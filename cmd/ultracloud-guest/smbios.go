@@ -10,19 +10,23 @@ import (
 const enrolSecretKey = "ultracloud.enrol-secret="
 
 // enrolSecret is the one-time enrolment secret the harness handed this
-// machine: an SMBIOS OEM string (QEMU -smbios type=11), else the kernel
-// command line.
-func enrolSecret() string {
+// machine.
+func enrolSecret() string { return credential(enrolSecretKey) }
+
+// credential is a value the harness handed this machine under key (which
+// ends in "="): an SMBIOS OEM string (QEMU -smbios type=11), else the
+// kernel command line. OEM strings keep secrets off /proc/cmdline.
+func credential(key string) string {
 	if table, err := os.ReadFile("/sys/firmware/dmi/tables/DMI"); err == nil {
 		for _, s := range oemStrings(table) {
-			if v, ok := strings.CutPrefix(s, enrolSecretKey); ok {
+			if v, ok := strings.CutPrefix(s, key); ok {
 				return v
 			}
 		}
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	for _, f := range strings.Fields(string(cmdline)) {
-		if v, ok := strings.CutPrefix(f, enrolSecretKey); ok {
+		if v, ok := strings.CutPrefix(f, key); ok {
 			return v
 		}
 	}

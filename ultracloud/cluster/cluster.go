@@ -41,6 +41,9 @@ type options struct {
 	onEvent func(ultracloud.Event)
 	boot    []func(node ultracloud.Node, c *vm.Config)
 	nodes   []string
+	keys    *Keys
+	persist bool
+	runDir  string
 }
 
 // WithDir keeps the machines' directories (disks, logs) under dir/<node>;
@@ -73,6 +76,22 @@ func WithNodes(names ...string) Option {
 	return func(o *options) { o.nodes = append([]string{}, names...) } // never nil: none is none
 }
 
+// WithSSH hands every node the cluster's SSH keys (host key and root's
+// authorized key, as SMBIOS OEM strings) and forwards a 127.0.0.1 port to
+// guest port 22 on its user-mode uplink: Cluster.SSH logs in. Nodes
+// without a user-mode NIC are not reachable over SSH.
+func WithSSH(k *Keys) Option { return func(o *options) { o.keys = k } }
+
+// WithPersist mounts each fixture node's first disk on /var/lib (formatted
+// on first boot), so what the guest keeps there survives Restart and a
+// stop and start of the cluster.
+func WithPersist() Option { return func(o *options) { o.persist = true } }
+
+// WithRunDir keeps the machines' and switches' unix sockets under dir
+// (short: socket paths are at most 107 bytes) instead of fresh temporary
+// directories, so whoever owns dir can always clean them up.
+func WithRunDir(dir string) Option { return func(o *options) { o.runDir = dir } }
+
 // Cluster is a running topology.
 type Cluster struct {
 	topo    ultracloud.Topology
@@ -85,6 +104,7 @@ type Cluster struct {
 	switches map[string]*vm.Switch
 	ports    map[string]string // "network/node" → socket
 	machines map[string]*vm.Machine
+	booted   map[string]time.Time
 	faults   map[string]map[string]*vm.DiskFault // node → disk → fault
 	events   []ultracloud.Event
 	arts     *fixture.Artifacts
@@ -99,7 +119,7 @@ func Start(ctx context.Context, topo ultracloud.Topology, host ultracloud.HostEn
 		return nil, err
 	}
 	c := &Cluster{topo: topo.Clone(), host: host, switches: map[string]*vm.Switch{}, ports: map[string]string{},
-		machines: map[string]*vm.Machine{}, faults: map[string]map[string]*vm.DiskFault{}}
+		machines: map[string]*vm.Machine{}, booted: map[string]time.Time{}, faults: map[string]map[string]*vm.DiskFault{}}
 	for _, opt := range opts {
 		opt(&c.o)
 	}
@@ -188,6 +208,13 @@ func (c *Cluster) unknown(name string) error {
 	return fmt.Errorf("%w %q; the nodes are %s", ErrUnknownNode, name, strings.Join(names, ", "))
 }
 
+// BootedAt is when node's machine was last started (zero: never).
+func (c *Cluster) BootedAt(node string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.booted[node]
+}
+
 // Events returns the events so far.
 func (c *Cluster) Events() []ultracloud.Event {
 	c.mu.Lock()
@@ -244,7 +271,14 @@ func (c *Cluster) Switch(network string) (*vm.Switch, error) {
 	if sw, ok := c.switches[network]; ok {
 		return sw, nil
 	}
-	sw, err := vm.NewSwitch("", c.o.log.With("switch", network))
+	dir := ""
+	if c.o.runDir != "" {
+		dir = filepath.Join(c.o.runDir, "sw-"+network)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	sw, err := vm.NewSwitch(dir, c.o.log.With("switch", network))
 	if err != nil {
 		return nil, err
 	}
@@ -309,6 +343,9 @@ func (c *Cluster) Boot(ctx context.Context, node string, mods ...func(*vm.Config
 			}
 			args = append(args, spec)
 		}
+		if c.o.persist && len(cfg.Disks) > 0 {
+			args = append(args, "ultracloud.persist="+cfg.Disks[0].ID)
+		}
 		cfg.Cmdline = strings.TrimSpace(strings.Join(args, " ") + " " + cfg.Cmdline)
 	}
 	cfg.Dir = filepath.Join(c.dir, node)
@@ -316,6 +353,22 @@ func (c *Cluster) Boot(ctx context.Context, node string, mods ...func(*vm.Config
 		return nil, err
 	}
 	cfg.Logger = c.o.log.With("node", node)
+	if c.o.runDir != "" {
+		cfg.SocketDir = filepath.Join(c.o.runDir, node)
+	}
+	if c.o.keys != nil {
+		creds, err := c.o.keys.Credentials(node)
+		if err != nil {
+			return nil, err
+		}
+		cfg.OEMStrings = append(cfg.OEMStrings, creds...)
+		for i := range cfg.NICs {
+			if cfg.NICs[i].User {
+				cfg.NICs[i].HostFwd = append(cfg.NICs[i].HostFwd, vm.HostFwd{HostAddr: "127.0.0.1:0", GuestPort: 22})
+				break
+			}
+		}
+	}
 	c.mu.Lock()
 	for i := range cfg.Disks {
 		cfg.Disks[i].Fault = c.faults[node][cfg.Disks[i].ID]
@@ -333,6 +386,7 @@ func (c *Cluster) Boot(ctx context.Context, node string, mods ...func(*vm.Config
 	}
 	c.mu.Lock()
 	c.machines[node] = m
+	c.booted[node] = time.Now()
 	c.mu.Unlock()
 	c.event(node, "boot", fmt.Sprintf("%d vCPU, %d MiB, accelerator %s", cfg.VCPUs, cfg.MemoryMiB, cfg.Host.Accelerator))
 	return m, nil

@@ -127,6 +127,11 @@ type Config struct {
 	// temporary directory by default (removed on Close). Sockets live in a
 	// short temporary directory of their own (unix socket paths are short).
 	Dir string
+	// SocketDir, when set, holds the QMP and shell sockets instead of a
+	// fresh temporary directory (a supervisor keeps them where its clean-up
+	// finds them); it is created and, on Close, removed. Keep it short: a
+	// unix socket path has at most 107 bytes.
+	SocketDir string
 	// QEMU binary; default from Host, else qemu-system-x86_64.
 	QEMU string
 	// Host is the preflight verdict: accelerator and firmware paths.

@@ -60,7 +60,15 @@ func Start(ctx context.Context, cfg Config) (m *Machine, err error) {
 		return m, err
 	}
 	// unix socket paths are limited to 108 bytes: keep them short.
-	if m.sockDir, err = os.MkdirTemp("", "uc-"); err != nil {
+	if m.cfg.SocketDir != "" {
+		if len(m.cfg.SocketDir)+len("/shell") > 107 {
+			return m, fmt.Errorf("machine %s: SocketDir %q is too long for unix sockets (at most 100 bytes); use a shorter path", cfg.Name, m.cfg.SocketDir)
+		}
+		if err = os.MkdirAll(m.cfg.SocketDir, 0o700); err != nil {
+			return m, err
+		}
+		m.sockDir = m.cfg.SocketDir
+	} else if m.sockDir, err = os.MkdirTemp("", "uc-"); err != nil {
 		return m, err
 	}
 	p := paths{
