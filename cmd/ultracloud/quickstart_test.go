@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -9,7 +10,13 @@ import (
 	"github.com/photoncloud/testkit/ultracloud/lanes"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	testenv.Main(m)
+}
 
 // `ultracloud quickstart` in a pipe: a line per component, and the seed's
 // ULTRACLOUD_QUICKSTART_KEEP_VM=1 keeps the VM, says how to reach it and

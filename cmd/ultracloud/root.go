@@ -241,6 +241,7 @@ release (listed below); a verb appears here only once it runs for real.
 			return cmd.Help()
 		},
 	}
+	cmd.AddCommand(opsVerbs()...)
 	cmd.AddCommand(laneVerbs()...)
 	return cmd
 }

@@ -172,7 +172,12 @@ func drive(ctx context.Context, lane string, o DriverOptions, stdout, stderr io.
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := Admit(l, host); err != nil {
+	var topo ultracloud.Topology
+	if l.Topology != "" {
+		topo, _ = ultracloud.LookupTopology(l.Topology)
+	}
+	forced := o.Accel != "" || os.Getenv(vm.EnvAccel) != ""
+	if host, err = Admit(l, host, RealImages(topo, o), forced); err != nil {
 		return nil, nil, err
 	}
 	level := slog.LevelWarn
@@ -210,15 +215,6 @@ func drive(ctx context.Context, lane string, o DriverOptions, stdout, stderr io.
 		}
 	}
 	return r, kept.ms, nil
-}
-
-// Admit applies the preflight policy to a lane: a KVM-required lane runs
-// only when KVM is usable.
-func Admit(l ultracloud.Lane, host ultracloud.HostEnv) error {
-	if l.Requires == ultracloud.KVMRequired && host.Accelerator != ultracloud.AccelKVM {
-		return fmt.Errorf("%w: lane %s needs KVM with nested virtualization (/dev/kvm usable: %v: %s)", vm.ErrAccel, l.Name, host.KVMUsable, host.KVMReason)
-	}
-	return nil
 }
 
 func printSummary(w io.Writer, lane, workDir string, r *ultracloud.Report) {
