@@ -31,7 +31,7 @@
         pname = "ultracloud-testkit";
         version = "0.1.0";
         src = ./.;
-        vendorHash = "sha256-iy/Ww0m2putsHPiEosPYm2yimvO0qYhJ+GNb568Z1qY=";
+        vendorHash = "sha256-QL48jJyNOFbsiYivsJsXfqcABzdRxu4Pa+nZm8EoaPI=";
         subPackages = [ "cmd/ultracloud" "cmd/ultracloud-guest" ] ++ map (l: "examples/${l}") lanes;
         env.CGO_ENABLED = "0";
         doCheck = false; # the tests boot VMs; the checks below run the lanes
