@@ -171,6 +171,17 @@ func (c *Cluster) parallel() int {
 	return max(1, min(len(c.topo.Nodes), c.host.MemoryMiB/2/most))
 }
 
+// oversubscribed: the topology's vCPUs outnumber the host's cores, so
+// machines run their vCPUs on one host thread each under TCG (see
+// vm.Config.SingleThreadTCG).
+func (c *Cluster) oversubscribed() bool {
+	vcpus := 0
+	for _, n := range c.topo.Nodes {
+		vcpus += max(n.VCPUs, 1)
+	}
+	return c.host.CPUs > 0 && vcpus > c.host.CPUs
+}
+
 // StartT starts the cluster for a test and stops it in t.Cleanup; on a
 // failure the test ends with the error.
 func StartT(t testing.TB, topo ultracloud.Topology, host ultracloud.HostEnv, opts ...Option) *Cluster {
@@ -348,6 +359,7 @@ func (c *Cluster) Boot(ctx context.Context, node string, mods ...func(*vm.Config
 		}
 		cfg.Cmdline = strings.TrimSpace(strings.Join(args, " ") + " " + cfg.Cmdline)
 	}
+	cfg.SingleThreadTCG = c.oversubscribed()
 	cfg.Dir = filepath.Join(c.dir, node)
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err

@@ -16,6 +16,9 @@ type paths struct {
 // commandLine builds the QEMU arguments for c. It writes nothing.
 func commandLine(c *Config, p paths) []string {
 	accel := string(c.Host.Accelerator)
+	if c.Host.Accelerator == ultracloud.AccelTCG && c.SingleThreadTCG {
+		accel += ",thread=single"
+	}
 	cpu := "max"
 	if c.Host.Accelerator == ultracloud.AccelKVM {
 		cpu = "host"
@@ -23,7 +26,7 @@ func commandLine(c *Config, p paths) []string {
 	a := []string{
 		"-name", c.Name,
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-machine", "q35,accel=" + accel,
+		"-machine", "q35", "-accel", accel,
 		"-cpu", cpu,
 		"-m", fmt.Sprint(c.MemoryMiB),
 		"-smp", fmt.Sprint(c.VCPUs),

@@ -157,6 +157,13 @@ type Config struct {
 	AllowReboot bool
 	// Actions set QEMU's -action (implies AllowReboot semantics as given).
 	Actions Actions
+	// SingleThreadTCG runs all vCPUs of the guest on one host thread under
+	// TCG (round-robin) instead of a thread per vCPU. The guest still has
+	// VCPUs CPUs. When many machines share few host cores this boots them
+	// faster: a vCPU waiting for a preempted sibling does not burn a core
+	// (measured here: 6 nodes of 2 vCPUs on 2 cores reach their shells in
+	// ~28 s instead of ~37 s). No effect under KVM.
+	SingleThreadTCG bool
 	// OEMStrings are SMBIOS type 11 strings the guest reads from its
 	// firmware tables: how secrets reach a machine out of band (the
 	// enrolment secret: "ultracloud.enrol-secret=…").
