@@ -25,7 +25,8 @@ const ShutdownTimeout = 60 * time.Second
 // or a client asks it to stop: it boots every node from the disks in the
 // dir (SSH keys and /var/lib persistence on), answers the control API on
 // a unix socket, records events, and on stop powers the machines down
-// (ShutdownTimeout, then kill). Its machines die with its process, so a
+// (ShutdownTimeout, then kill). A state dir removed under it ends it at
+// once, machines killed. Its machines die with its process, so a
 // killed supervisor leaves no QEMU behind. One supervisor per dir
 // (ErrRunning).
 func Supervise(ctx context.Context, dir string, host ultracloud.HostEnv, opts ...Option) error {
@@ -91,9 +92,16 @@ func Supervise(ctx context.Context, dir string, host ultracloud.HostEnv, opts ..
 	sv.mu.Unlock()
 	sv.save()
 
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	select {
 	case <-ctx.Done():
 	case <-sv.stop:
+	case <-gone(wctx, s.topology()):
+		// The state dir was removed under us (rm -rf, a test's temporary
+		// dir on SIGINT): nothing to keep, nobody to answer; end now.
+		c.Close()
+		return fmt.Errorf("%s was removed: the cluster's machines were killed", s.dir)
 	}
 	sv.set(SupervisorStopping, "")
 	var wg sync.WaitGroup
@@ -116,6 +124,25 @@ func Supervise(ctx context.Context, dir string, host ultracloud.HostEnv, opts ..
 	c.Close()
 	sv.set(SupervisorStopped, "")
 	return nil
+}
+
+// gone is closed once path no longer exists (polled twice a second).
+func gone(ctx context.Context, path string) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				close(ch)
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 type supervisor struct {
