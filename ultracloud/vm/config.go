@@ -161,8 +161,8 @@ type Config struct {
 	// TCG (round-robin) instead of a thread per vCPU. The guest still has
 	// VCPUs CPUs. When many machines share few host cores this boots them
 	// faster: a vCPU waiting for a preempted sibling does not burn a core
-	// (measured here: 6 nodes of 2 vCPUs on 2 cores reach their shells in
-	// ~28 s instead of ~37 s). No effect under KVM.
+	// (measured here, 6 nodes of 2 vCPUs on 2 cores booting at once: 26–34 s
+	// to their shells instead of 33–37 s). No effect under KVM.
 	SingleThreadTCG bool
 	// OEMStrings are SMBIOS type 11 strings the guest reads from its
 	// firmware tables: how secrets reach a machine out of band (the
