@@ -172,25 +172,35 @@ func newDisko() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Geometry does not depend on what the partitions hold: lay out
+			// every GPT disk, and list what cannot be applied in-process.
+			unsupported := plan.Unsupported
+			plan.Unsupported = nil
 			if err := plan.Validate(false); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			for _, d := range plan.Disks {
+				if d.Table != "gpt" {
+					fmt.Fprintf(out, "disk %s (%s): %s table, not laid out here\n", d.Name, d.Device, d.Table)
+					continue
+				}
 				size := d.ImageSize
+				what := "imageSize, the size of an image disko builds; --disk-size for a real disk"
 				if diskSize != "" {
 					if size, err = ultracloud.ParseSize(diskSize); err != nil {
 						return fmt.Errorf("--disk-size: %w", err)
 					}
+					what = "--disk-size"
 				}
 				if size == 0 {
 					return fmt.Errorf("disk %q has no imageSize; pass --disk-size (e.g. 20G)", d.Name)
 				}
+				fmt.Fprintf(out, "disk %s (%s, %s from %s)\n", d.Name, d.Device, size, what)
 				ext, err := d.Layout(int64(size))
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "disk %s (%s, %s)\n", d.Name, d.Device, size)
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "#\tNAME\tLABEL\tFIRST\tLAST\tSIZE\tCONTENT")
 				for i, e := range ext {
@@ -208,6 +218,12 @@ func newDisko() *cobra.Command {
 					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", e.Index, e.Name, e.Label, e.FirstLBA, e.LastLBA, ultracloud.Size(e.Bytes()), desc)
 				}
 				tw.Flush()
+			}
+			for _, n := range plan.Nodev {
+				fmt.Fprintf(out, "nodev %s: %s on %s (no disk; the installed system mounts it)\n", n.Name, n.FSType, n.Mountpoint)
+			}
+			for _, u := range unsupported {
+				fmt.Fprintf(out, "%s (real images run real disko; Apply refuses it)\n", u)
 			}
 			return nil
 		},

@@ -151,6 +151,7 @@ func applyDisk(d *Disk, target string, extents []Extent) ([]Applied, error) {
 		table.Partitions = append(table.Partitions, &gpt.Partition{
 			Index: e.Index, Start: e.FirstLBA, End: e.LastLBA, Size: uint64(e.Bytes()),
 			Type: gpt.Type(part.TypeGUID), Name: part.Label, GUID: strings.ToUpper(part.UUID),
+			Attributes: part.AttributeBits(),
 		})
 	}
 	if err := table.Write(w, size); err != nil {

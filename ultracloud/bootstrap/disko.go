@@ -2,6 +2,8 @@ package bootstrap
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,12 +67,36 @@ type Partition struct {
 	Start string `json:"start,omitempty"`
 	End   string `json:"end,omitempty"`
 	// Priority orders creation (lower first), as disko does.
-	Priority   int      `json:"priority"`
+	Priority int `json:"priority"`
+	// Alignment is disko's `alignment` in sectors (0: sgdisk's 2048).
+	Alignment  int      `json:"alignment,omitempty"`
 	UUID       string   `json:"uuid,omitempty"`
 	Attributes []int    `json:"attributes,omitempty"`
 	Content    *Content `json:"content,omitempty"`
 	// Path is the partition's JSON path in the plan, for messages.
 	Path string `json:"path"`
+}
+
+// AttributeBits are the partition's GPT attributes as the 64-bit field
+// (`sgdisk --attributes=N:set:BIT` for each of Attributes).
+func (p Partition) AttributeBits() uint64 {
+	var bits uint64
+	for _, b := range p.Attributes {
+		if b >= 0 && b < 64 {
+			bits |= 1 << b
+		}
+	}
+	return bits
+}
+
+// Nodev is a top-level disko `nodev` entry: a filesystem without a disk
+// (tmpfs on /, …). Nothing to partition; the installed system mounts it.
+type Nodev struct {
+	Name       string   `json:"name"`
+	FSType     string   `json:"fsType"`
+	Mountpoint string   `json:"mountpoint,omitempty"`
+	Options    []string `json:"mountOptions,omitempty"`
+	Path       string   `json:"path"`
 }
 
 // Disk is one disk of a plan.
@@ -98,6 +124,8 @@ func (u Unsupported) String() string { return "unsupported: " + u.Type + " at " 
 type DiskoPlan struct {
 	Disks       []Disk        `json:"disks"`
 	Unsupported []Unsupported `json:"unsupported,omitempty"`
+	// Nodev are the plan's disk-less filesystems, reported, not applied.
+	Nodev []Nodev `json:"nodev,omitempty"`
 }
 
 // Disk returns the disk called name.
@@ -118,15 +146,18 @@ var formats = map[string]bool{"vfat": true, "ext4": true}
 var knownContent = []string{"filesystem", "swap", "luks", "lvm_pv", "zfs", "btrfs", "mdraid", "bcachefs", "gpt", "table"}
 
 type rawDevices struct {
-	Disk   map[string]json.RawMessage `json:"disk"`
-	MDADM  map[string]json.RawMessage `json:"mdadm"`
-	LVMVG  map[string]json.RawMessage `json:"lvm_vg"`
-	ZPool  map[string]json.RawMessage `json:"zpool"`
-	Nodev  map[string]json.RawMessage `json:"nodev"`
-	Extras map[string]json.RawMessage `json:"-"`
+	Disk  map[string]json.RawMessage `json:"disk"`
+	MDADM map[string]json.RawMessage `json:"mdadm"`
+	LVMVG map[string]json.RawMessage `json:"lvm_vg"`
+	ZPool map[string]json.RawMessage `json:"zpool"`
+	Nodev map[string]json.RawMessage `json:"nodev"`
+	// bcachefs_filesystems: an attrset, or [] when empty.
+	Bcachefs json.RawMessage            `json:"bcachefs_filesystems"`
+	Extras   map[string]json.RawMessage `json:"-"`
 }
 
 type rawDisk struct {
+	Name      string          `json:"name"`
 	Device    string          `json:"device"`
 	Type      string          `json:"type"`
 	ImageSize json.RawMessage `json:"imageSize"`
@@ -150,9 +181,11 @@ type rawPartition struct {
 	Start      json.RawMessage `json:"start"`
 	End        json.RawMessage `json:"end"`
 	Priority   *int            `json:"priority"`
+	Alignment  *int            `json:"alignment"`
 	Index      *int            `json:"_index"`
 	UUID       *string         `json:"uuid"`
 	Attributes []int           `json:"attributes"`
+	Hybrid     json.RawMessage `json:"hybrid"`
 	Content    json.RawMessage `json:"content"`
 }
 
@@ -198,6 +231,27 @@ func ParsePlan(data []byte) (*DiskoPlan, error) {
 			p.Unsupported = append(p.Unsupported, Unsupported{Type: kind.name, Path: kind.name + "." + k})
 		}
 	}
+	var bcachefs map[string]json.RawMessage
+	if json.Unmarshal(raw.Bcachefs, &bcachefs) == nil {
+		for _, k := range sortedKeys(bcachefs) {
+			p.Unsupported = append(p.Unsupported, Unsupported{Type: "bcachefs_filesystems", Path: "bcachefs_filesystems." + k})
+		}
+	}
+	for _, k := range sortedKeys(raw.Nodev) {
+		var n struct {
+			FSType       string   `json:"fsType"`
+			Mountpoint   *string  `json:"mountpoint"`
+			MountOptions []string `json:"mountOptions"`
+		}
+		if err := json.Unmarshal(raw.Nodev[k], &n); err != nil {
+			return nil, fmt.Errorf("%w: nodev.%s: %v", ErrPlan, k, err)
+		}
+		nd := Nodev{Name: k, FSType: n.FSType, Mountpoint: k, Options: n.MountOptions, Path: "nodev." + k}
+		if n.Mountpoint != nil {
+			nd.Mountpoint = *n.Mountpoint
+		}
+		p.Nodev = append(p.Nodev, nd)
+	}
 	for _, name := range sortedKeys(raw.Disk) {
 		path := "disk." + name
 		var rd rawDisk
@@ -223,7 +277,11 @@ func ParsePlan(data []byte) (*DiskoPlan, error) {
 		d.Table = rc.Type
 		switch rc.Type {
 		case "gpt":
-			parts, err := parsePartitions(name, path+".content.partitions", rc.Partitions, p)
+			label := name // disko names partitions after disk.<key>.name
+			if rd.Name != "" {
+				label = rd.Name
+			}
+			parts, err := parsePartitions(label, path+".content.partitions", rc.Partitions, p)
 			if err != nil {
 				return nil, err
 			}
@@ -274,11 +332,22 @@ func parsePartitions(disk, path string, raw json.RawMessage, p *DiskoPlan) ([]Pa
 		if part.End, err = stringish(rp.End); err != nil {
 			return nil, fmt.Errorf("%w: %s.end: %v", ErrPlan, pp, err)
 		}
+		var rc rawContent
+		hasContent := len(rp.Content) > 0 && string(rp.Content) != "null"
+		if hasContent {
+			if err := json.Unmarshal(rp.Content, &rc); err != nil {
+				return nil, fmt.Errorf("%w: %s.content: %v", ErrPlan, pp, err)
+			}
+		}
+		// disko's defaults: swap content is 8200, the rest 8300; the label
+		// is disk-<disk.name>-<name>, hashed when longer than 36.
 		if rp.Type != nil {
 			part.Type = *rp.Type
+		} else if rc.Type == "swap" {
+			part.Type = "8200"
 		}
 		part.TypeGUID = typeGUID(part.Type)
-		part.Label = "disk-" + disk + "-" + part.Name
+		part.Label = defaultLabel(disk, part.Name)
 		if rp.Label != nil {
 			part.Label = *rp.Label
 		}
@@ -299,11 +368,20 @@ func parsePartitions(disk, path string, raw json.RawMessage, p *DiskoPlan) ([]Pa
 		if rp.Index != nil {
 			part.Index = *rp.Index
 		}
-		if len(rp.Content) > 0 && string(rp.Content) != "null" {
-			var rc rawContent
-			if err := json.Unmarshal(rp.Content, &rc); err != nil {
-				return nil, fmt.Errorf("%w: %s.content: %v", ErrPlan, pp, err)
+		if rp.Alignment != nil {
+			part.Alignment = *rp.Alignment
+		}
+		for _, a := range part.Attributes {
+			if a < 0 || a > 63 {
+				return nil, fmt.Errorf("%w: %s.attributes: bit %d; GPT attributes are bits 0–63", ErrPlan, pp, a)
 			}
+		}
+		if h := bytes.TrimSpace(rp.Hybrid); len(h) > 0 && string(h) != "null" {
+			// sgdisk -h plus sfdisk type codes: a hybrid MBR this release
+			// does not write; never silently dropped.
+			p.Unsupported = append(p.Unsupported, Unsupported{Type: "hybrid MBR", Path: pp + ".hybrid"})
+		}
+		if hasContent {
 			c := &Content{Type: rc.Type, Format: rc.Format, MountOptions: rc.MountOptions, ExtraArgs: rc.ExtraArgs}
 			if rc.Mountpoint != nil {
 				c.Mountpoint = *rc.Mountpoint
@@ -327,6 +405,18 @@ func parsePartitions(disk, path string, raw json.RawMessage, p *DiskoPlan) ([]Pa
 		}
 	}
 	return out, nil
+}
+
+// defaultLabel is disko's partition label: "disk-<disk>-<part>", or the
+// first 36 hex digits of its sha256 when longer than 36 (a GPT name holds
+// 36 UTF-16 units).
+func defaultLabel(disk, part string) string {
+	base := "disk-" + disk + "-" + part
+	if len(base) > 36 {
+		sum := sha256.Sum256([]byte(base))
+		return hex.EncodeToString(sum[:])[:36]
+	}
+	return base
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -400,7 +490,7 @@ func (p *DiskoPlan) Validate(uefi bool) error {
 					add(part.Path+".size", "100%% must be the last partition in creation order (priority %d)", part.Priority)
 				}
 			} else if part.Size != "" {
-				if _, err := ultracloud.ParseSize(part.Size); err != nil {
+				if _, err := sectorsOf(part.Size); err != nil {
 					add(part.Path+".size", "%v", err)
 				}
 			} else if part.End == "" {
@@ -427,10 +517,10 @@ func (p *DiskoPlan) Validate(uefi bool) error {
 		if hundred > 1 {
 			add(d.Path, "%d partitions with size 100%%; at most one", hundred)
 		}
-		if d.ImageSize > 0 {
-			if _, err := d.Layout(int64(d.ImageSize)); err != nil {
-				add(d.Path, "%v", err)
-			}
+		// Geometry is checked against the real disk (Layout, Apply):
+		// imageSize is only the size of a disk image disko builds.
+		if _, err := d.Layout(20 * int64(ultracloud.TiB)); err != nil && !strings.Contains(err.Error(), "disk too small") {
+			add(d.Path, "%v", err)
 		}
 	}
 	if uefi && !esp {

@@ -93,7 +93,6 @@ func TestValidateNamesEachProblem(t *testing.T) {
 		{"unknown type", "1G", `"a":{"size":"10M","type":"ZZ99"}`, `unknown type "ZZ99"`},
 		{"long label", "1G", `"a":{"size":"10M","label":"this-label-is-far-too-long-for-a-gpt-entry"}`, "UTF-16 units"},
 		{"dup mount", "1G", `"a":{"size":"10M","content":{"type":"filesystem","format":"ext4","mountpoint":"/"}},"b":{"size":"10M","content":{"type":"filesystem","format":"ext4","mountpoint":"/"}}`, `"/" is also mounted`},
-		{"too small", "64M", `"a":{"size":"100M"}`, "disk too small"},
 		{"overlap", "1G", `"a":{"size":"10M","start":"1M","end":"20M"},"b":{"size":"10M","start":"10M","end":"30M"}`, "overlaps"},
 		{"bad format", "1G", `"a":{"size":"10M","content":{"type":"filesystem","format":"xfs"}}`, `"xfs" cannot be created`},
 		{"no esp", "1G", `"a":{"size":"10M","content":{"type":"filesystem","format":"ext4"}}`, "no ESP"},
@@ -151,8 +150,16 @@ func sgdiskCommands(d *Disk) [][]string {
 				end = "-0"
 			}
 		}
-		out = append(out, []string{"--align-end", fmt.Sprintf("--new=%d:%s:%s", p.Index, start, end),
-			fmt.Sprintf("--change-name=%d:%s", p.Index, p.Label), fmt.Sprintf("--typecode=%d:%s", p.Index, p.Type)})
+		args := []string{"--align-end"}
+		if p.Alignment > 0 {
+			args = append(args, fmt.Sprintf("--set-alignment=%d", p.Alignment))
+		}
+		args = append(args, fmt.Sprintf("--new=%d:%s:%s", p.Index, start, end),
+			fmt.Sprintf("--change-name=%d:%s", p.Index, p.Label), fmt.Sprintf("--typecode=%d:%s", p.Index, p.Type))
+		for _, a := range p.Attributes {
+			args = append(args, fmt.Sprintf("--attributes=%d:set:%d", p.Index, a))
+		}
+		out = append(out, args)
 	}
 	return out
 }

@@ -3,7 +3,9 @@ package bootstrap
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/photoncloud/testkit/ultracloud"
@@ -61,23 +63,44 @@ func freeSegments(first, last uint64, placed []Extent) []segment {
 	return segs
 }
 
-func alignUp(x uint64) uint64 { return (x + Alignment - 1) / Alignment * Alignment }
+func alignUp(x uint64) uint64 { return alignUpTo(x, Alignment) }
 
-// sectorsOf parses a size expression into sectors (binary units, as sgdisk).
+func alignUpTo(x, a uint64) uint64   { return (x + a - 1) / a * a }
+func alignDownTo(x, a uint64) uint64 { return x / a * a }
+
+// sectorsOf parses a size as sgdisk does: a bare number is a count of
+// sectors; K, M, G, T and P (binary) suffixes are sizes.
 func sectorsOf(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		return strconv.ParseUint(s, 10, 64)
+	}
+	if n := len(s); n > 1 && (s[n-1] == 'P' || s[n-1] == 'p') {
+		v, err := ultracloud.ParseSize(s[:n-1] + "T")
+		if err != nil || v > math.MaxInt64/1024 {
+			return 0, fmt.Errorf("size %q: want a number of sectors or a size with a K/M/G/T/P suffix", s)
+		}
+		return uint64(v) * 1024 / SectorSize, nil
+	}
 	v, err := ultracloud.ParseSize(s)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("size %q: want a number of sectors or a size with a K/M/G/T/P suffix", s)
 	}
 	return uint64(v) / SectorSize, nil
 }
 
 // Layout places the disk's partitions on a disk of diskBytes exactly as
-// `sgdisk --align-end --new=INDEX:START:END` does when disko runs it in
-// creation order: starts aligned to 2048 sectors, "0" meaning the start of
-// the largest free block, "+size" relative to the start, "-0" the end of
-// that block, "-size" relative to it, plain sizes absolute; ends aligned
-// down so the next partition starts aligned.
+// `sgdisk --align-end [--set-alignment=A] --new=INDEX:START:END` does when
+// disko runs it in creation order (measured against sgdisk 1.0.9):
+//
+//   - start "0" is the first aligned sector of the largest free block; an
+//     explicit start is aligned down (never below that block's first
+//     aligned sector);
+//   - end "+N" is the requested start + N − 1 (not aligned); "-N" is N
+//     sectors before the free block's end aligned down; "-0" and "+0" are
+//     that aligned end; a plain value is the inclusive last sector;
+//   - a bare number is sectors, K/M/G/T/P are binary sizes; the alignment is
+//     the partition's `alignment` (sectors), else 2048.
 func (d *Disk) Layout(diskBytes int64) ([]Extent, error) {
 	if diskBytes < (Alignment+2*gptSectors+2)*SectorSize {
 		return nil, fmt.Errorf("%w: disk %q: %d bytes cannot hold a GPT and one aligned partition", ErrPlan, d.Name, diskBytes)
@@ -85,6 +108,10 @@ func (d *Disk) Layout(diskBytes int64) ([]Extent, error) {
 	first, last := usable(diskBytes)
 	var placed []Extent
 	for _, p := range d.Partitions {
+		align := uint64(Alignment)
+		if p.Alignment > 0 {
+			align = uint64(p.Alignment)
+		}
 		segs := freeSegments(first, last, placed)
 		if len(segs) == 0 {
 			return nil, fmt.Errorf("%w: %s: no free space left on a %s disk", ErrPlan, p.Path, ultracloud.Size(diskBytes))
@@ -95,8 +122,7 @@ func (d *Disk) Layout(diskBytes int64) ([]Extent, error) {
 				big = s
 			}
 		}
-		start := p.Start
-		end := p.End
+		start, end := p.Start, p.End
 		if end == "" {
 			if p.Size == "100%" {
 				end = "-0"
@@ -104,16 +130,31 @@ func (d *Disk) Layout(diskBytes int64) ([]Extent, error) {
 				end = "+" + p.Size
 			}
 		}
-		var firstLBA uint64
-		switch {
-		case start == "" || start == "0":
-			firstLBA = alignUp(big.first)
-		default:
+		var firstLBA, reqStart uint64
+		if start == "" || start == "0" {
+			firstLBA = alignUpTo(big.first, align)
+			reqStart = firstLBA
+		} else {
 			s, err := sectorsOf(strings.TrimPrefix(start, "+"))
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s.start: %v", ErrPlan, p.Path, err)
 			}
-			firstLBA = alignUp(s)
+			reqStart = s
+			var seg *segment
+			for i := range segs {
+				if s >= segs[i].first && s <= segs[i].last {
+					seg = &segs[i]
+				}
+			}
+			if seg == nil {
+				for _, e := range placed {
+					if s >= e.FirstLBA && s <= e.LastLBA {
+						return nil, fmt.Errorf("%w: %s.start: sector %d overlaps partition %d %q (%d–%d)", ErrPlan, p.Path, s, e.Index, e.Name, e.FirstLBA, e.LastLBA)
+					}
+				}
+				return nil, fmt.Errorf("%w: %s.start: sector %d is outside the usable sectors %d–%d of a %s disk", ErrPlan, p.Path, s, first, last, ultracloud.Size(diskBytes))
+			}
+			firstLBA = max(alignDownTo(s, align), alignUpTo(seg.first, align))
 		}
 		// The block the start falls into bounds "-" ends.
 		blockEnd := last
@@ -122,37 +163,32 @@ func (d *Disk) Layout(diskBytes int64) ([]Extent, error) {
 				blockEnd = s.last
 			}
 		}
+		alignedEnd := alignDownTo(blockEnd+1, align) - 1
 		var lastLBA uint64
 		switch {
+		case end == "+0" || end == "-0":
+			lastLBA = alignedEnd
 		case strings.HasPrefix(end, "+"):
 			n, err := sectorsOf(end[1:])
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s.size: %v", ErrPlan, p.Path, err)
 			}
-			if n == 0 {
-				return nil, fmt.Errorf("%w: %s.size: zero", ErrPlan, p.Path)
-			}
-			lastLBA = firstLBA + n - 1
+			lastLBA = reqStart + n - 1
 		case strings.HasPrefix(end, "-"):
 			n, err := sectorsOf(end[1:])
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s.end: %v", ErrPlan, p.Path, err)
 			}
-			if n > blockEnd {
+			if n > alignedEnd {
 				return nil, fmt.Errorf("%w: %s.end %q is before the disk start", ErrPlan, p.Path, end)
 			}
-			lastLBA = blockEnd - n
+			lastLBA = alignedEnd - n
 		default:
 			n, err := sectorsOf(end)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s.end: %v", ErrPlan, p.Path, err)
 			}
-			lastLBA = n - 1
-		}
-		// --align-end: end just before an aligned boundary, never later
-		// than asked.
-		if aligned := (lastLBA+1)/Alignment*Alignment - 1; aligned > firstLBA {
-			lastLBA = aligned
+			lastLBA = n
 		}
 		if lastLBA > last || firstLBA > last {
 			return nil, fmt.Errorf("%w: %s: ends at sector %d but the %s disk's last usable sector is %d (disk too small)",

@@ -95,6 +95,9 @@ func compareDisk(d *Disk, want []Extent, img *image.Disk) Diff {
 		if gp.Name != e.Label {
 			add(plan.Name, "name", fmt.Sprintf("%q", e.Label), fmt.Sprintf("%q", gp.Name))
 		}
+		if want := plan.AttributeBits(); gp.Attributes != want {
+			add(plan.Name, "attributes", fmt.Sprintf("%#x %v", want, plan.Attributes), fmt.Sprintf("%#x", gp.Attributes))
+		}
 		if gp.FirstLBA != e.FirstLBA {
 			add(plan.Name, "start sector", e.FirstLBA, gp.FirstLBA)
 		}

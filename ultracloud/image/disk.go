@@ -27,7 +27,10 @@ type DiskPartition struct {
 	GUID     string `json:"guid"`
 	FirstLBA uint64 `json:"firstLBA"`
 	LastLBA  uint64 `json:"lastLBA"`
-	FS       FSInfo `json:"fs"`
+	// Attributes are the GPT attribute bits (bit 0: required, 2: legacy
+	// BIOS bootable, 60–63: type specific).
+	Attributes uint64 `json:"attributes,omitempty"`
+	FS         FSInfo `json:"fs"`
 }
 
 // Disk is a partitioned disk image opened read-only, in-process.
@@ -72,7 +75,7 @@ func OpenDisk(p string) (*Disk, error) {
 			return nil, fmt.Errorf("%s: partition %d spans sectors %d–%d outside the %d-byte image", p, gp.Index, gp.Start, gp.End, size)
 		}
 		dp := DiskPartition{Index: gp.Index, Name: gp.Name, TypeGUID: strings.ToUpper(string(gp.Type)), GUID: gp.GUID,
-			FirstLBA: gp.Start, LastLBA: gp.End}
+			FirstLBA: gp.Start, LastLBA: gp.End, Attributes: gp.Attributes}
 		dp.FS, _ = Sniff(f, int64(gp.Start)*512)
 		out.Partitions = append(out.Partitions, dp)
 	}
