@@ -116,7 +116,9 @@ type Unsupported struct {
 	Path string `json:"path"`
 }
 
-func (u Unsupported) String() string { return "unsupported: " + u.Type + " at " + u.Path }
+func (u Unsupported) String() string {
+	return "unsupported: " + u.Type + " at " + u.Path + " (Apply cannot create it; Verify recognises it; real images run real disko)"
+}
 
 // DiskoPlan is a machine's disk layout, parsed from what
 // `nix eval --json .#nixosConfigurations.<host>.config.disko.devices`

@@ -225,3 +225,52 @@ func TestAttributesAppliedAndVerified(t *testing.T) {
 		t.Fatalf("attribute 64: %v", err)
 	}
 }
+
+// What Apply cannot create, Verify still recognises on a disk real disko
+// made: the LUKS partition of the luks-lvm sample is checked by its header
+// (blkid agrees), a wiped header is a difference, and Apply refuses the
+// plan naming the content.
+func TestVerifyRecognisesWhatApplyCannotCreate(t *testing.T) {
+	slow(t)
+	p := loadSample(t, "luks-lvm.json")
+	if _, err := p.Apply(t.Context(), map[string]string{"main": sparse(t, 1<<30)}); err == nil || !strings.Contains(err.Error(), "unsupported: luks at disk.main.content.partitions.luks.content") {
+		t.Fatalf("Apply of a LUKS plan: %v", err)
+	}
+	// Make the disk as disko would: the plan's GPT and ESP, then a LUKS1
+	// header where cryptsetup writes it.
+	q := loadSample(t, "luks-lvm.json")
+	q.Unsupported = nil
+	q.Disks[0].Partitions[1].Content = nil
+	img := sparse(t, 1<<30)
+	applied, err := q.Apply(t.Context(), map[string]string{"main": img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	luks := applied[1].Extent
+	hdr := make([]byte, 4096)
+	copy(hdr, "LUKS\xba\xbe\x00\x01aes")
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(hdr, luks.Offset()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("blkid"); err == nil {
+		out, _ := exec.Command("blkid", "-p", "-O", strconv.FormatInt(luks.Offset(), 10), "-o", "value", "-s", "TYPE", img).Output()
+		if strings.TrimSpace(string(out)) != "crypto_LUKS" {
+			t.Fatalf("blkid at the LUKS partition: %q", out)
+		}
+	}
+	if diff, err := p.Verify(t.Context(), map[string]string{"main": img}); err != nil || len(diff) != 0 {
+		t.Fatalf("verify: %v %v", diff, err)
+	}
+	if _, err := f.WriteAt(make([]byte, 4096), luks.Offset()); err != nil {
+		t.Fatal(err)
+	}
+	diff, err := p.Verify(t.Context(), map[string]string{"main": img})
+	if err != nil || len(diff) != 1 || diff[0].Field != "filesystem" || diff[0].Expected != "crypto_LUKS" {
+		t.Fatalf("a wiped LUKS header: %v %v", diff, err)
+	}
+}

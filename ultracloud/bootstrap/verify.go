@@ -39,10 +39,46 @@ func (d Diff) String() string {
 	return strings.Join(lines, "\n")
 }
 
+// expectedFS is the on-disk signature a partition's content leaves (as
+// image.Sniff and blkid name it) and the label to check, "" when the
+// content leaves none this package knows. What Apply cannot create (LUKS,
+// LVM, md, btrfs, XFS, ZFS) is still recognised, so Verify checks disks
+// that real disko made.
+func expectedFS(c *Content) (fs, label string) {
+	if c == nil {
+		return "", ""
+	}
+	switch c.Type {
+	case "swap":
+		return image.FSSwap, ""
+	case "filesystem":
+		switch c.Format {
+		case "xfs":
+			return image.FSXFS, c.Label()
+		case "btrfs":
+			return image.FSBtrfs, ""
+		}
+		return c.Format, c.Label()
+	case "luks":
+		return image.FSLUKS, ""
+	case "lvm_pv":
+		return image.FSLVMPV, ""
+	case "mdraid":
+		return image.FSMDRaid, ""
+	case "btrfs":
+		return image.FSBtrfs, ""
+	case "zfs":
+		return image.FSZFS, ""
+	}
+	return "", ""
+}
+
 // Verify reads each disk image in-process and compares it with the plan:
 // partition count and order, type GUID, name, start and size (against
 // Layout for the image's size), and each partition's filesystem type and
-// label. images maps disk names to image files or block devices.
+// label or, for what Apply cannot create, its signature (LUKS, LVM PV, md
+// member, btrfs, XFS, ZFS). images maps disk names to image files or block
+// devices.
 func (p *DiskoPlan) Verify(ctx context.Context, images map[string]string) (Diff, error) {
 	var diff Diff
 	for i := range p.Disks {
@@ -104,15 +140,7 @@ func compareDisk(d *Disk, want []Extent, img *image.Disk) Diff {
 		if gp.LastLBA-gp.FirstLBA != e.LastLBA-e.FirstLBA {
 			add(plan.Name, "size", fmt.Sprintf("%d bytes", e.Bytes()), fmt.Sprintf("%d bytes", int64(gp.LastLBA-gp.FirstLBA+1)*SectorSize))
 		}
-		wantFS, wantLabel := "", ""
-		if c := plan.Content; c != nil {
-			switch c.Type {
-			case "swap":
-				wantFS = image.FSSwap
-			case "filesystem":
-				wantFS, wantLabel = c.Format, c.Label()
-			}
-		}
+		wantFS, wantLabel := expectedFS(plan.Content)
 		if wantFS != "" && gp.FS.Type != wantFS {
 			got := gp.FS.Type
 			if got == "" {

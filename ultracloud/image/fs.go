@@ -16,6 +16,14 @@ const (
 	FSExt4    = "ext4"
 	FSSwap    = "swap"
 	FSISO9660 = "iso9660"
+	// Members and filesystems this package recognises but does not create
+	// (blkid's names): real images make them with real disko.
+	FSLUKS   = "crypto_LUKS"
+	FSLVMPV  = "LVM2_member"
+	FSMDRaid = "linux_raid_member"
+	FSBtrfs  = "btrfs"
+	FSXFS    = "xfs"
+	FSZFS    = "zfs_member"
 )
 
 // FSInfo is what a partition's first blocks say about it.
@@ -27,7 +35,7 @@ type FSInfo struct {
 // Sniff identifies the filesystem at offset of r (ext2/3/4 count as ext4,
 // FAT12/16/32 as vfat) and reads its label, from the superblock alone.
 func Sniff(r io.ReaderAt, offset int64) (FSInfo, error) {
-	buf := make([]byte, 36*1024)
+	buf := make([]byte, 256*1024) // up to the ZFS uberblock ring
 	n, err := r.ReadAt(buf, offset)
 	if n < 4096 {
 		if err == nil {
@@ -48,6 +56,9 @@ func Sniff(r io.ReaderAt, offset int64) (FSInfo, error) {
 		return FSInfo{Type: FSVfat, Label: noName(trim(buf[43:54]))}, nil
 	case len(buf) >= 32769+5 && string(buf[32769:32774]) == "CD001":
 		return FSInfo{Type: FSISO9660, Label: trim(buf[32808:32840])}, nil
+	}
+	if info, ok := sniffMember(buf, trim); ok {
+		return info, nil
 	}
 	return FSInfo{Type: FSNone}, nil
 }
