@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
+	"github.com/photoncloud/testkit/ultracloud/checks"
 	"github.com/photoncloud/testkit/ultracloud/image"
 	"github.com/photoncloud/testkit/ultracloud/image/iso"
 )
@@ -229,6 +231,62 @@ func newDisko() *cobra.Command {
 		},
 	}
 	layout.Flags().StringVar(&diskSize, "disk-size", "", "disk size (e.g. 20G); default: the plan's imageSize")
-	cmd.AddCommand(layout)
+	cmd.AddCommand(layout, newDiskoFromFlake(), newDiskoApplyExpr())
 	return cmd
+}
+
+// newDiskoFromFlake is `ultracloud disko from-flake FLAKE#HOST`: the
+// host's evaluated disko devices as JSON ParsePlan reads, with real nix.
+func newDiskoFromFlake() *cobra.Command {
+	var out, nix string
+	cmd := &cobra.Command{
+		Use:   "from-flake FLAKE#HOST",
+		Short: "Print a NixOS host's disko plan as JSON (nix eval with the apply expression that drops disko's functions)",
+		Long: `from-flake evaluates FLAKE#nixosConfigurations.HOST.config.disko.devices with real
+nix, applying the expression of "ultracloud disko apply-expr" (plain nix eval --json
+fails on disko's function-valued attributes), checks that the result parses as a
+disko plan and prints it (or writes it to -o).`,
+		Example: `  ultracloud disko from-flake .#node01 -o node01-disko.json
+  examples/baremetal-iso -plan node01=node01-disko.json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			flake, host, ok := strings.Cut(args[0], "#")
+			if !ok || flake == "" || host == "" {
+				return fmt.Errorf("%q: want FLAKE#HOST, e.g. .#node01", args[0])
+			}
+			var json string
+			ev := checks.NixEval{Flake: flake, Attr: "nixosConfigurations." + host + ".config.disko.devices",
+				Nix: nix, JSON: true, Apply: bootstrap.DiskoJSONApply, Output: &json}
+			if err := ev.Run(cmd.Context()); err != nil {
+				return err
+			}
+			plan, err := bootstrap.ParsePlan([]byte(json))
+			if err != nil {
+				return fmt.Errorf("%s evaluated, but is not a disko plan: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d disks, %d unsupported, %d nodev\n", args[0], len(plan.Disks), len(plan.Unsupported), len(plan.Nodev))
+			if out == "" {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), strings.TrimSpace(json))
+				return err
+			}
+			return os.WriteFile(out, []byte(strings.TrimSpace(json)+"\n"), 0o644)
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to this file")
+	cmd.Flags().StringVar(&nix, "nix", "", "nix binary (default nix)")
+	return cmd
+}
+
+// newDiskoApplyExpr prints bootstrap.DiskoJSONApply for use with nix eval.
+func newDiskoApplyExpr() *cobra.Command {
+	return &cobra.Command{
+		Use:     "apply-expr",
+		Short:   "Print the --apply expression that makes `nix eval --json …config.disko.devices` work",
+		Example: `  nix eval --json .#nixosConfigurations.node01.config.disko.devices --apply "$(ultracloud disko apply-expr)"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), bootstrap.DiskoJSONApply)
+			return err
+		},
+	}
 }

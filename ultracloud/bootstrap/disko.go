@@ -140,6 +140,29 @@ func (p *DiskoPlan) Disk(name string) (*Disk, bool) {
 	return nil, false
 }
 
+// DiskoJSONApply is the Nix function that makes a flake's evaluated
+// `config.disko.devices` printable as JSON: plain `nix eval --json` fails
+// with "cannot convert a function to JSON" (disko's _meta, _pkgs,
+// _packages, _scripts, _create, … are functions). It drops functions and
+// internal `_` attributes (keeping `_index`, which ParsePlan reads) and
+// prints derivations as their store paths:
+//
+//	nix eval --json FLAKE#nixosConfigurations.HOST.config.disko.devices --apply "$(ultracloud disko apply-expr)"
+//
+// `ultracloud disko from-flake FLAKE#HOST` runs exactly that.
+const DiskoJSONApply = `let
+  clean = v:
+    if builtins.isFunction v then null
+    else if builtins.isAttrs v && (v.type or null) == "derivation" then v.outPath
+    else if builtins.isAttrs v then
+      builtins.listToAttrs (builtins.concatMap (n:
+        let x = v.${n}; in
+        if (builtins.substring 0 1 n == "_" && n != "_index") || builtins.isFunction x then [ ]
+        else [ { name = n; value = clean x; } ]) (builtins.attrNames v))
+    else if builtins.isList v then map clean v
+    else v;
+in clean`
+
 // Supported content types.
 var applicable = map[string]bool{"filesystem": true, "swap": true}
 var formats = map[string]bool{"vfat": true, "ext4": true}

@@ -45,6 +45,10 @@ type NixEval struct {
 	Flake string // e.g. "." or "path:/abs/dir"
 	Attr  string
 	Nix   string // binary (default nix)
+	// JSON prints the value as JSON (--json) instead of --raw.
+	JSON bool
+	// Apply is a Nix function applied to the value first (--apply).
+	Apply string
 	// Output receives the evaluated value.
 	Output *string
 }
@@ -53,7 +57,16 @@ func (c NixEval) String() string { return "nix eval " + c.Flake + "#" + c.Attr }
 
 // Run implements Check.
 func (c NixEval) Run(ctx context.Context) error {
-	out, err := runNix(ctx, c.Nix, "eval", "--no-eval-cache", c.Flake+"#"+c.Attr, "--raw")
+	args := []string{"eval", "--no-eval-cache", c.Flake + "#" + c.Attr}
+	if c.Apply != "" {
+		args = append(args, "--apply", c.Apply)
+	}
+	if c.JSON {
+		args = append(args, "--json")
+	} else {
+		args = append(args, "--raw")
+	}
+	out, err := runNix(ctx, c.Nix, args...)
 	if err == nil && c.Output != nil {
 		*c.Output = out
 	}
