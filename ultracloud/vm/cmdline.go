@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -11,6 +12,38 @@ import (
 // paths are the per-machine files QEMU is pointed at.
 type paths struct {
 	qmp, shell, vars string
+}
+
+// scriptArgs are what the SDK appends to a StartScript (as the NixOS test
+// driver appends to run-<name>-vm): QMP, the serial console on stdout, the
+// backdoor shell's virtconsole, no reboot.
+func scriptArgs(c *Config, p paths) []string {
+	a := []string{
+		"-qmp", "unix:" + p.qmp + ",server=on,wait=off",
+		"-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0",
+		"-display", "none",
+	}
+	if !c.NoBackdoor {
+		a = append(a, "-device", "virtio-serial-pci,id=vser0",
+			"-chardev", "socket,id=shell,path="+p.shell,
+			"-device", "virtconsole,chardev=shell,id=hvc0")
+	}
+	if !c.AllowReboot {
+		a = append(a, "-no-reboot")
+	}
+	return a
+}
+
+// scriptEnv is the environment the NixOS test driver gives run-<name>-vm.
+func scriptEnv(c *Config) []string {
+	return append(os.Environ(),
+		"NIX_DISK_IMAGE="+filepath.Join(c.Dir, c.Name+".qcow2"),
+		"USE_TMPDIR=1",
+		"TMPDIR="+filepath.Join(c.Dir, "tmp"),
+		"SHARED_DIR="+filepath.Join(c.Dir, "shared"),
+		"QEMU_KERNEL_PARAMS="+c.Cmdline,
+		"QEMU_OPTS="+strings.Join(c.ExtraArgs, " "),
+	)
 }
 
 // commandLine builds the QEMU arguments for c. It writes nothing.

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"os"
 	"slices"
 	"strings"
 
@@ -157,6 +159,16 @@ type Config struct {
 	AllowReboot bool
 	// Actions set QEMU's -action (implies AllowReboot semantics as given).
 	Actions Actions
+	// StartScript starts the machine with a NixOS `run-<name>-vm` script
+	// (what nixpkgs builds as config.system.build.vm, and what the NixOS
+	// test driver runs) instead of a QEMU command line built from this
+	// Config: the script defines the machine (kernel, disks, memory), the
+	// SDK still owns the QMP, console and backdoor shell sockets. It runs
+	// with the driver's environment: NIX_DISK_IMAGE (Dir/<name>.qcow2),
+	// USE_TMPDIR=1, TMPDIR (Dir/tmp), SHARED_DIR (Dir/shared),
+	// QEMU_KERNEL_PARAMS (Cmdline) and QEMU_OPTS (ExtraArgs). Kernel, Disks,
+	// NICs and the other machine-shaping fields must then be empty.
+	StartScript string
 	// SingleThreadTCG runs all vCPUs of the guest on one host thread under
 	// TCG (round-robin) instead of a thread per vCPU. The guest still has
 	// VCPUs CPUs. When many machines share few host cores this boots them
@@ -239,6 +251,15 @@ func FromNode(t ultracloud.Topology, n ultracloud.Node, host ultracloud.HostEnv,
 func (c *Config) fill() error {
 	if c.Name == "" {
 		c.Name = "vm"
+	}
+	if c.StartScript != "" {
+		if c.Logger == nil {
+			c.Logger = slog.New(slog.DiscardHandler)
+		}
+		if c.Host.Accelerator == "" {
+			c.Host.Accelerator = ultracloud.AccelTCG
+		}
+		return c.fillScript()
 	}
 	if c.QEMU == "" {
 		c.QEMU = c.Host.QEMU
@@ -341,6 +362,27 @@ func (c *Config) fill() error {
 	}
 	if len(p) > 0 {
 		return fmt.Errorf("%w %q:\n  - %s", ErrConfig, c.Name, strings.Join(p, "\n  - "))
+	}
+	return nil
+}
+
+// fillScript checks a StartScript config: the script shapes the machine,
+// so the fields that would shape it here must be empty.
+func (c *Config) fillScript() error {
+	var p []string
+	set := map[string]bool{"Kernel": c.Kernel != "", "Initrd": c.Initrd != "", "Disks": len(c.Disks) > 0,
+		"NICs": len(c.NICs) > 0, "CDROM": c.CDROM != "", "OEMStrings": len(c.OEMStrings) > 0,
+		"Firmware": c.Firmware != "" && c.Firmware != ultracloud.FirmwareDirect}
+	for _, f := range slices.Sorted(maps.Keys(set)) {
+		if set[f] {
+			p = append(p, fmt.Sprintf("StartScript %s defines the machine: leave %s empty (pass QEMU options in ExtraArgs, kernel parameters in Cmdline)", c.StartScript, f))
+		}
+	}
+	if st, err := os.Stat(c.StartScript); err != nil || st.Mode()&0o111 == 0 {
+		p = append(p, fmt.Sprintf("StartScript %q is not an executable file (the result/bin/run-<name>-vm of nix build .#nixosConfigurations.<name>.config.system.build.vm)", c.StartScript))
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("%w:\n  - %s", ErrConfig, strings.Join(p, "\n  - "))
 	}
 	return nil
 }

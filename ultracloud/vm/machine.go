@@ -85,11 +85,25 @@ func Start(ctx context.Context, cfg Config) (m *Machine, err error) {
 			return m, err
 		}
 	}
-	m.args = commandLine(&m.cfg, p)
+	if m.cfg.StartScript != "" {
+		m.args = scriptArgs(&m.cfg, p)
+	} else {
+		m.args = commandLine(&m.cfg, p)
+	}
 	if err = os.WriteFile(filepath.Join(m.cfg.Dir, "qemu-cmdline"), []byte(m.CommandLine()+"\n"), 0o644); err != nil {
 		return m, err
 	}
-	m.cmd = exec.Command(m.cfg.QEMU, m.args...)
+	if m.cfg.StartScript != "" {
+		for _, d := range []string{"tmp", "shared"} {
+			if err = os.MkdirAll(filepath.Join(m.cfg.Dir, d), 0o755); err != nil {
+				return m, err
+			}
+		}
+		m.cmd = exec.Command(m.cfg.StartScript, m.args...)
+		m.cmd.Env = scriptEnv(&m.cfg)
+	} else {
+		m.cmd = exec.Command(m.cfg.QEMU, m.args...)
+	}
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	m.cmd.Stdin = nil
 	m.cmd.Stderr = m.stderr
@@ -195,7 +209,11 @@ func (m *Machine) Config() Config { return m.cfg }
 
 // CommandLine is the exact QEMU command line, shell-quoted for reproduction.
 func (m *Machine) CommandLine() string {
-	parts := []string{shellQuote(m.cfg.QEMU)}
+	bin := m.cfg.QEMU
+	if m.cfg.StartScript != "" {
+		bin = m.cfg.StartScript
+	}
+	parts := []string{shellQuote(bin)}
 	for _, a := range m.args {
 		if strings.ContainsAny(a, " '\"$\\;&|<>()*?") {
 			a = shellQuote(a)
