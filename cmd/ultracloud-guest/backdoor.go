@@ -37,13 +37,12 @@ func (g *guest) backdoor(dev string) {
 		return
 	}
 	first := true
-	for {
+	g.respawn("backdoor shell", func() (<-chan syscall.WaitStatus, error) {
 		tty, err := os.OpenFile(dev, os.O_RDWR|unix.O_NOCTTY, 0)
 		if err != nil {
-			g.logf("backdoor: %v", err)
-			time.Sleep(time.Second)
-			continue
+			return nil, err
 		}
+		defer tty.Close()
 		if err := makeRaw(int(tty.Fd())); err != nil {
 			g.logf("backdoor: raw mode: %v", err)
 		}
@@ -54,18 +53,26 @@ func (g *guest) backdoor(dev string) {
 			first = false
 		}
 		_, done, err := g.procs.startAttr([]string{"/bin/bash", "--norc", dev}, backdoorEnv(), []*os.File{tty, tty, os.Stderr}, "/tmp", &syscall.SysProcAttr{Setsid: true})
-		tty.Close()
+		return done, err
+	})
+}
+
+// respawn starts what start starts again whenever it ends (a second after a
+// failed start), until a power verb began the shutdown.
+func (g *guest) respawn(what string, start func() (<-chan syscall.WaitStatus, error)) {
+	for {
+		done, err := start()
 		if err != nil {
-			g.logf("backdoor: %v", err)
+			g.logf("%s: %v", what, err)
 			time.Sleep(time.Second)
 			continue
 		}
 		ws := <-done
 		if g.stopping.Load() {
-			g.logf("backdoor shell ended (%s) during shutdown", describe(ws))
+			g.logf("%s ended (%s) during shutdown", what, describe(ws))
 			return
 		}
-		g.logf("backdoor shell ended (%s); restarting", describe(ws))
+		g.logf("%s ended (%s); restarting", what, describe(ws))
 		time.Sleep(200 * time.Millisecond)
 	}
 }
@@ -103,20 +110,10 @@ func (g *guest) backdoorScript(b64 string) {
 	defer devnull.Close()
 	g.logf("backdoor: running the handed script (%d bytes)", len(script))
 	g.marker(ultracloud.PhaseShellReady, "dev", "/dev/hvc0", "script", "handed")
-	for {
+	g.respawn("backdoor script", func() (<-chan syscall.WaitStatus, error) {
 		_, done, err := g.procs.startAttr([]string{"/bin/bash", path}, backdoorEnv(), []*os.File{devnull, os.Stdout, os.Stderr}, "/", &syscall.SysProcAttr{Setsid: true})
-		if err != nil {
-			g.logf("backdoor script: %v", err)
-			time.Sleep(time.Second)
-			continue
-		}
-		ws := <-done
-		if g.stopping.Load() {
-			return
-		}
-		g.logf("backdoor script ended (%s); restarting", describe(ws))
-		time.Sleep(200 * time.Millisecond)
-	}
+		return done, err
+	})
 }
 
 // makeRaw is `stty raw -echo`: no line discipline, no echo, no CR/NL mapping.

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/photoncloud/testkit/internal/testenv"
 	"github.com/photoncloud/testkit/ultracloud/cluster"
 )
 
@@ -43,18 +43,6 @@ func cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
 		t.Fatal(err)
 	}
 	return out.String(), errb.String(), 0
-}
-
-// dead reports whether pid is gone: no such process, or a zombie (dead,
-// waiting for whoever inherited it to reap it).
-func dead(pid int) bool {
-	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return true
-	}
-	s := string(raw)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
 }
 
 func status(t *testing.T, state string) (cluster.Status, int) {
@@ -135,7 +123,7 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("stop: %d %s %s", code, out, errOut)
 	}
 	for _, pid := range pids {
-		if !dead(pid) {
+		if !testenv.ProcessGone(pid) {
 			t.Fatalf("QEMU %d outlived stop", pid)
 		}
 	}
@@ -161,7 +149,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	killed := time.Now()
 	for _, pid := range pids {
-		for !dead(pid) {
+		for !testenv.ProcessGone(pid) {
 			if time.Since(killed) > 2*time.Second {
 				t.Fatalf("QEMU %d still runs 2 s after the supervisor was killed", pid)
 			}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -56,4 +58,16 @@ func Sparse(t testing.TB, size int64) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// ProcessGone reports whether pid is gone: no such process, or a zombie
+// (dead, waiting for whoever inherited it to reap it).
+func ProcessGone(pid int) bool {
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
 }

@@ -18,13 +18,19 @@ import (
 
 func loadPlan(t testing.TB, name string) *DiskoPlan {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata/disko", name))
+	return parsePlanFile(t, filepath.Join("testdata/disko", name))
+}
+
+// parsePlanFile parses the plan in a file, failing the test naming it.
+func parsePlanFile(t testing.TB, path string) *DiskoPlan {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := ParsePlan(data)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	return p
 }

@@ -33,15 +33,7 @@ var diskoSamples = []struct {
 
 func loadSample(t testing.TB, file string) *DiskoPlan {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata/disko-samples", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := ParsePlan(data)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	return p
+	return parsePlanFile(t, filepath.Join("testdata/disko-samples", file))
 }
 
 // Every sample parses in both forms; what cannot be applied is reported by

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/photoncloud/testkit/internal/testenv"
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/cluster"
 	"github.com/photoncloud/testkit/ultracloud/vm"
@@ -81,20 +81,8 @@ func TestSuperviseEndsWhenStateRemoved(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the supervisor outlived its state dir by 10 s")
 	}
-	if err := vmGone(pid); err != nil {
-		t.Fatal(err)
+	if !testenv.ProcessGone(pid) {
+		t.Fatalf("QEMU %d still runs", pid)
 	}
 	t.Logf("supervisor and QEMU gone %v after the state dir was removed", time.Since(removed).Round(time.Millisecond))
-}
-
-func vmGone(pid int) error {
-	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return nil
-	}
-	s := string(raw)
-	if i := strings.LastIndexByte(s, ')'); i > 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X') {
-		return nil
-	}
-	return errors.New("QEMU " + strconv.Itoa(pid) + " still runs")
 }
