@@ -44,7 +44,7 @@
 //	ultracloud/cluster   → ultracloud, ultracloud/vm, ultracloud/fixture
 //	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/fixture, ultracloud/cluster
 //	examples/<lane>      → ultracloud/lanes
-//	cmd/ultracloud       → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/image/iso, ultracloud/bootstrap, ultracloud/deployer, ultracloud/cluster, ultracloud/lanes
+//	cmd/ultracloud       → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/image/iso, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/cluster, ultracloud/lanes
 //	cmd/ultracloud-guest → ultracloud, ultracloud/bootstrap
 //
 // A lane is a function on the run scaffold (lanes.Execute, lanes.Run): it
