@@ -2,9 +2,13 @@ package lanes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/checks"
@@ -20,10 +24,22 @@ type GuardTarget struct {
 	// Build is the attribute built; empty for outputs that are not
 	// derivations (apps).
 	Build string
+	// Config names a nixosConfiguration: at run time the target becomes
+	// one target per output of SystemOutputs the configuration defines
+	// (its toplevel keeps the configuration's name, the others are named
+	// "CONFIG OUTPUT"); Eval and Build are then ignored.
+	Config string
 }
 
+// SystemOutputs are the config.system.build outputs the testing document
+// says the guards realise, where a configuration defines them: the system
+// (toplevel), the VM runner (vm), the ISO (isoImage) and the netboot
+// kernel and initrd (kernel, netbootRamdisk).
+var SystemOutputs = []string{"toplevel", "vm", "isoImage", "kernel", "netbootRamdisk"}
+
 // CanonicalTargets lists every canonical profile output of the testing
-// document as flake attributes: each nixosConfigurations.X (its toplevel),
+// document as flake attributes: each nixosConfigurations.X (its system
+// outputs, see SystemOutputs),
 // the image components (netboot-*), the quickstart app and the checks.
 func CanonicalTargets() []GuardTarget {
 	var out []GuardTarget
@@ -34,10 +50,7 @@ func CanonicalTargets() []GuardTarget {
 			out = append(out, t)
 		}
 	}
-	nixos := func(name string) GuardTarget {
-		attr := "nixosConfigurations." + name + ".config.system.build.toplevel"
-		return GuardTarget{Name: name, Eval: attr + ".drvPath", Build: attr}
-	}
+	nixos := func(name string) GuardTarget { return GuardTarget{Name: name, Config: name} }
 	for _, p := range ultracloud.Profiles() {
 		for _, o := range p.Outputs {
 			switch {
@@ -83,33 +96,95 @@ func (o *GuardOptions) fill() {
 	}
 }
 
-// CanonicalProfileEvalGuards forces evaluation of every canonical output,
+// CanonicalProfileEvalGuards forces evaluation of every canonical output
+// (for each nixosConfiguration every output of SystemOutputs it defines),
 // in parallel, fail-first: the first failure cancels the rest and is
 // reported with nix's stderr.
 func CanonicalProfileEvalGuards(ctx context.Context, cfg ultracloud.RunConfig, o GuardOptions) (*ultracloud.Report, error) {
 	o.fill()
-	var cs []checks.Check
-	for _, t := range o.Targets {
-		cs = append(cs, checks.NixEval{Flake: o.Flake, Attr: t.Eval, Nix: o.Nix})
-	}
-	return guardReport(ctx, "canonical-profile-eval-guards", cfg, o, cs)
+	return guardReport(ctx, "canonical-profile-eval-guards", cfg, o, func(t GuardTarget) checks.Check {
+		return checks.NixEval{Flake: o.Flake, Attr: t.Eval, Nix: o.Nix}
+	})
 }
 
-// CanonicalProfileBuildGuards realises every canonical derivation output,
-// in parallel, fail-first.
+// CanonicalProfileBuildGuards realises every canonical derivation output
+// (for each nixosConfiguration: system, VM runner, ISO, netboot kernel and
+// initrd where defined), in parallel, fail-first.
 func CanonicalProfileBuildGuards(ctx context.Context, cfg ultracloud.RunConfig, o GuardOptions) (*ultracloud.Report, error) {
 	o.fill()
-	var cs []checks.Check
-	for _, t := range o.Targets {
-		if t.Build != "" {
-			cs = append(cs, checks.NixBuild{Flake: o.Flake, Attr: t.Build, Nix: o.Nix})
+	return guardReport(ctx, "canonical-profile-build-guards", cfg, o, func(t GuardTarget) checks.Check {
+		if t.Build == "" {
+			return nil
 		}
-	}
-	return guardReport(ctx, "canonical-profile-build-guards", cfg, o, cs)
+		return checks.NixBuild{Flake: o.Flake, Attr: t.Build, Nix: o.Nix}
+	})
 }
 
-func guardReport(ctx context.Context, lane string, cfg ultracloud.RunConfig, o GuardOptions, cs []checks.Check) (*ultracloud.Report, error) {
+// expandTargets turns each Config target into one target per system
+// output its configuration defines, asking nix once for all of them. A
+// configuration the flake lacks keeps its toplevel target, whose
+// evaluation then fails naming it.
+func expandTargets(ctx context.Context, o GuardOptions) ([]GuardTarget, error) {
+	var names []string
+	for _, t := range o.Targets {
+		if t.Config != "" {
+			names = append(names, strconv.Quote(t.Config))
+		}
+	}
+	defined := map[string][]string{}
+	if len(names) > 0 {
+		outs := make([]string, len(SystemOutputs))
+		for i, a := range SystemOutputs {
+			outs[i] = strconv.Quote(a)
+		}
+		apply := "cs: builtins.mapAttrs (n: c: builtins.filter (a: builtins.hasAttr a c.config.system.build) [ " +
+			strings.Join(outs, " ") + " ]) (builtins.intersectAttrs (builtins.listToAttrs (map (n: { name = n; value = null; }) [ " +
+			strings.Join(names, " ") + " ])) cs)"
+		var out string
+		ev := checks.NixEval{Flake: o.Flake, Attr: "nixosConfigurations", Nix: o.Nix, JSON: true, Apply: apply, Output: &out}
+		if err := ev.Run(ctx); err != nil {
+			return nil, fmt.Errorf("listing the system outputs of %d configurations: %w", len(names), err)
+		}
+		if err := json.Unmarshal([]byte(out), &defined); err != nil {
+			return nil, fmt.Errorf("listing the system outputs: %w", err)
+		}
+	}
+	var targets []GuardTarget
+	for _, t := range o.Targets {
+		if t.Config == "" {
+			targets = append(targets, t)
+			continue
+		}
+		outs, ok := defined[t.Config]
+		if !ok {
+			outs = []string{"toplevel"}
+		}
+		for _, a := range outs {
+			attr := "nixosConfigurations." + t.Config + ".config.system.build." + a
+			name := t.Name
+			if a != "toplevel" {
+				name += " " + a
+			}
+			targets = append(targets, GuardTarget{Name: name, Eval: attr + ".drvPath", Build: attr})
+		}
+	}
+	return targets, nil
+}
+
+func guardReport(ctx context.Context, lane string, cfg ultracloud.RunConfig, o GuardOptions, check func(GuardTarget) checks.Check) (*ultracloud.Report, error) {
 	return Execute(ctx, cfg, Spec{Name: lane}, func(ctx context.Context, r *Run) error {
+		started := time.Now()
+		targets, err := expandTargets(ctx, o)
+		r.Record("", "system outputs", started, time.Now(), err)
+		if err != nil {
+			return err
+		}
+		var cs []checks.Check
+		for _, t := range targets {
+			if c := check(t); c != nil {
+				cs = append(cs, c)
+			}
+		}
 		results, first := checks.RunFailFirst(ctx, o.Limit, cs...)
 		for _, res := range results {
 			if errors.Is(res.Err, checks.ErrCancelled) {

@@ -68,15 +68,30 @@ func TestGuardsAgainstRealNix(t *testing.T) {
 		if !r.Passed() {
 			t.Fatalf("%s guards on a good flake: %s", name, r.Reason)
 		}
-		if len(r.Steps) < 10 {
-			t.Fatalf("%s: %d steps", name, len(r.Steps))
+		var steps []string
+		for _, st := range r.Steps {
+			steps = append(steps, st.Name)
+		}
+		got := " " + strings.Join(steps, " | ") + " |"
+		// Every kind of system output is realised (or evaluated) where the
+		// flake defines it, and only there.
+		for _, want := range []string{" system outputs |", "#nixosConfigurations.node01.config.system.build.toplevel",
+			"#nixosConfigurations.node01.config.system.build.vm", "#nixosConfigurations.ultracloud-iso.config.system.build.isoImage",
+			"#nixosConfigurations.netboot-worker.config.system.build.kernel", "#nixosConfigurations.netboot-worker.config.system.build.netbootRamdisk",
+			"#checks.x86_64-linux.baremetal-iso-e2e"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: no step%s in%s", name, want, got)
+			}
+		}
+		if strings.Contains(got, "node01.config.system.build.isoImage") || strings.Contains(got, "ultracloud-iso.config.system.build.kernel") {
+			t.Errorf("%s: a step for an output the flake does not define:%s", name, got)
 		}
 	}
 }
 
 func TestEvalGuardFailFirst(t *testing.T) {
-	flake := guardFlake(t, `nixos = name: { config.system.build.toplevel = mk name; };`,
-		`nixos = name: { config.system.build.toplevel = if name == "node02" then throw "node02 is broken on purpose" else mk name; };`)
+	flake := guardFlake(t, `build = name: { toplevel = mk name;`,
+		`build = name: { toplevel = if name == "node02" then throw "node02 is broken on purpose" else mk name;`)
 	r, err := CanonicalProfileEvalGuards(context.Background(), ultracloud.RunConfig{}, GuardOptions{Flake: flake, Limit: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -107,5 +122,22 @@ func TestBuildGuardNamesFailingDerivation(t *testing.T) {
 	}
 	if r.Passed() || !strings.Contains(r.Reason, "checks.x86_64-linux.baremetal-iso-e2e") || !strings.Contains(r.Reason, "e2e-broken") {
 		t.Fatalf("reason: %s", r.Reason)
+	}
+}
+
+// A broken VM runner or ISO fails the build guard naming that output.
+func TestBuildGuardRealisesSystemOutputs(t *testing.T) {
+	broken := `derivation { name = "vm-broken"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo the VM runner exploded >&2; exit 3" ]; }`
+	flake := guardFlake(t, `vm = mk "run-${name}-vm";`, `vm = if name == "node03" then `+broken+` else mk "run-${name}-vm";`)
+	r, err := CanonicalProfileBuildGuards(context.Background(), ultracloud.RunConfig{}, GuardOptions{Flake: flake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Passed() || !strings.Contains(r.Reason, "nixosConfigurations.node03.config.system.build.vm") || !strings.Contains(r.Reason, "vm-broken") {
+		t.Fatalf("reason: %s", r.Reason)
+	}
+	// The eval guard instantiates it and passes: evaluating is not building.
+	if r, err := CanonicalProfileEvalGuards(context.Background(), ultracloud.RunConfig{}, GuardOptions{Flake: flake}); err != nil || !r.Passed() {
+		t.Fatalf("eval guards: %v %v", err, r.Reason)
 	}
 }

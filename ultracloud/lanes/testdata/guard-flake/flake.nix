@@ -11,7 +11,15 @@
         builder = "/bin/sh";
         args = [ "-c" "echo ${name} > $out" ];
       };
-      nixos = name: { config.system.build.toplevel = mk name; };
+      # What nixpkgs defines per kind of configuration: every system has a
+      # toplevel and a VM runner; the ISO has isoImage; netboot images have
+      # the netboot kernel and initrd.
+      extra = name:
+        if name == "ultracloud-iso" then { isoImage = mk "${name}-iso"; }
+        else if builtins.substring 0 8 name == "netboot-" then { kernel = mk "${name}-kernel"; netbootRamdisk = mk "${name}-initrd"; }
+        else { };
+      build = name: { toplevel = mk name; vm = mk "run-${name}-vm"; } // extra name;
+      nixos = name: { config.system.build = build name; };
       names = [
         "single-node-quickstart" "netboot-all-in-one" "node01" "node02" "node03"
         "netboot-control-plane" "ultracloud-iso" "baremetal-qemu-control-plane"
