@@ -5,7 +5,9 @@
 # for the fixture guest, a kernel, static bash and busybox, and systemd-boot
 # from nixpkgs (ULTRACLOUD_KERNEL, ULTRACLOUD_MODULES, ULTRACLOUD_BASH_STATIC,
 # ULTRACLOUD_BUSYBOX_STATIC, ULTRACLOUD_SYSTEMD_BOOT), since a Nix sandbox
-# has no apt. KVM is used when /dev/kvm works; otherwise TCG.
+# has no apt, and the guest's PID 1 from this flake's own package
+# (ULTRACLOUD_GUEST_BINARY), since it has no Go module to build from. The
+# guard checks get nix. KVM is used when /dev/kvm works; otherwise TCG.
 #
 # `make test` checks this file's syntax (nix-instantiate --parse) and that
 # vendorHash matches go.mod (TestFlakeVendorHash); it cannot evaluate it
@@ -48,9 +50,12 @@
       checkName = l: if l == "baremetal-iso" then "baremetal-iso-e2e" else l;
       # A lane as a flake check: run its driver in -e2e mode; JUnit to $out.
       laneCheck = lane: pkgs.runCommand lane ({
-        nativeBuildInputs = [ testkit pkgs.qemu pkgs.socat pkgs.go ];
+        nativeBuildInputs = [ testkit pkgs.qemu pkgs.socat pkgs.nix ];
         requiredSystemFeatures = [ "nixos-test" ];
         ULTRACLOUD_CACHE = "/build/ultracloud-cache";
+        # The fixture's PID 1 from this flake's own package: no go build in
+        # the sandbox.
+        ULTRACLOUD_GUEST_BINARY = "${testkit}/bin/ultracloud-guest";
         ULTRACLOUD_OVMF_CODE = "${pkgs.OVMF.fd}/FV/OVMF_CODE.fd";
         ULTRACLOUD_OVMF_VARS = "${pkgs.OVMF.fd}/FV/OVMF_VARS.fd";
       } // fixtureEnv) ''
