@@ -9,9 +9,11 @@
 # (ULTRACLOUD_GUEST_BINARY), since it has no Go module to build from. The
 # guard checks get nix. KVM is used when /dev/kvm works; otherwise TCG.
 #
-# `make test` checks this file's syntax (nix-instantiate --parse) and that
-# vendorHash matches go.mod (TestFlakeVendorHash); it cannot evaluate it
-# offline (no nixpkgs on the test machines).
+# `make test` checks this file's syntax (nix-instantiate --parse), that
+# vendorHash matches go.mod (TestFlakeVendorHash), and evaluates it offline
+# with real nix against testdata/nixpkgs-stub (TestFlakeChecksEvaluate):
+# every check instantiates, runs its lane's driver with flags the driver
+# accepts, and the checks and apps are the registry's lanes.
 {
   description = "UltraCloud testkit: validation lanes in Go on real QEMU";
 
