@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -70,4 +72,35 @@ func ProcessGone(pid int) bool {
 	s := string(raw)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
+}
+
+// Reachable probes every pair (from, to) of want in parallel and fails the
+// test, naming each pair whose reachability is not what want says (or
+// whose probe failed), with stage in front. ping reports whether from
+// reaches to.
+func Reachable(t testing.TB, stage string, want map[[2]string]bool, ping func(from, to string) (bool, error)) {
+	t.Helper()
+	var mu sync.Mutex
+	var bad []string
+	var wg sync.WaitGroup
+	for pair, ok := range want {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := ping(pair[0], pair[1])
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				bad = append(bad, fmt.Sprintf("%s→%s: %v", pair[0], pair[1], err))
+			case got != ok:
+				bad = append(bad, fmt.Sprintf("%s→%s reachable=%v, want %v", pair[0], pair[1], got, ok))
+			}
+		}()
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		t.Fatalf("%s: %s", stage, strings.Join(bad, "; "))
+	}
 }

@@ -3,9 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,37 +47,17 @@ func TestClusterFaults(t *testing.T) {
 		addr[n] = a.String()
 	}
 	t.Logf("3 nodes up in %v; addresses %v", time.Since(start).Round(time.Millisecond), addr)
-	ping := func(from, to string) bool {
+	ping := func(from, to string) (bool, error) {
 		m, err := c.Node(from)
 		if err != nil {
-			t.Fatal(err)
+			return false, err
 		}
 		r, err := m.Shell().Execute(ctx, "ping -c 1 -W 2 "+addr[to])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.ExitCode == 0
+		return err == nil && r.ExitCode == 0, err
 	}
 	expect := func(stage string, want map[[2]string]bool) {
 		t.Helper()
-		var mu sync.Mutex
-		var bad []string
-		var wg sync.WaitGroup
-		for pair, ok := range want {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if got := ping(pair[0], pair[1]); got != ok {
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s→%s reachable=%v, want %v", pair[0], pair[1], got, ok))
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		if len(bad) > 0 {
-			t.Fatalf("%s: %s", stage, strings.Join(bad, "; "))
-		}
+		testenv.Reachable(t, stage, want, ping)
 	}
 	all := map[[2]string]bool{{"node01", "node02"}: true, {"node02", "node03"}: true, {"node03", "node01"}: true}
 	expect("start", all)

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/photoncloud/testkit/internal/testenv"
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/vm"
 )
@@ -118,33 +118,13 @@ func TestSwitchPartitionAndLinks(t *testing.T) {
 		}
 		connected(t, ctx, ms[n])
 	}
-	ping := func(from, to string) bool {
+	ping := func(from, to string) (bool, error) {
 		r, err := ms[from].Shell().Execute(ctx, "ping -c 1 -W 2 "+ip[to])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.ExitCode == 0
+		return err == nil && r.ExitCode == 0, err
 	}
 	check := func(stage string, want map[[2]string]bool) {
 		t.Helper()
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var bad []string
-		for pair, ok := range want {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if got := ping(pair[0], pair[1]); got != ok {
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s→%s reachable=%v want %v", pair[0], pair[1], got, ok))
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		if len(bad) > 0 {
-			t.Fatalf("%s: %s", stage, strings.Join(bad, "; "))
-		}
+		testenv.Reachable(t, stage, want, ping)
 	}
 	all := map[[2]string]bool{{"a", "b"}: true, {"b", "c"}: true, {"c", "a"}: true}
 	check("connected", all)
