@@ -172,6 +172,29 @@ func sgdiskCommands(d *Disk) [][]string {
 
 var sgdiskPart = regexp.MustCompile(`(?m)^\s+(\d+)\s+(\d+)\s+(\d+)\s`)
 
+// sgdiskTable is `sgdisk -p`'s partitions of img: index → first, last sector.
+func sgdiskTable(img string) map[int][2]uint64 {
+	out, _ := exec.Command("sgdisk", "-p", img).Output()
+	got := map[int][2]uint64{}
+	for _, m := range sgdiskPart.FindAllStringSubmatch(string(out), -1) {
+		i, _ := strconv.Atoi(m[1])
+		a, _ := strconv.ParseUint(m[2], 10, 64)
+		b, _ := strconv.ParseUint(m[3], 10, 64)
+		got[i] = [2]uint64{a, b}
+	}
+	return got
+}
+
+// sameAsSgdisk fails t for each extent sgdisk placed elsewhere.
+func sameAsSgdisk(t *testing.T, ext []Extent, got map[int][2]uint64) {
+	t.Helper()
+	for _, e := range ext {
+		if g := got[e.Index]; g != [2]uint64{e.FirstLBA, e.LastLBA} {
+			t.Errorf("partition %d %s: ours %d–%d, sgdisk %d–%d", e.Index, e.Name, e.FirstLBA, e.LastLBA, g[0], g[1])
+		}
+	}
+}
+
 // Layout agrees with sgdisk on every sample, for several disk sizes.
 func TestLayoutMatchesSgdisk(t *testing.T) {
 	slow(t)
@@ -191,19 +214,7 @@ func TestLayoutMatchesSgdisk(t *testing.T) {
 							t.Fatalf("sgdisk %v: %v %s", args, err, out)
 						}
 					}
-					out, _ := exec.Command("sgdisk", "-p", img).Output()
-					got := map[int][2]uint64{}
-					for _, m := range sgdiskPart.FindAllStringSubmatch(string(out), -1) {
-						i, _ := strconv.Atoi(m[1])
-						a, _ := strconv.ParseUint(m[2], 10, 64)
-						b, _ := strconv.ParseUint(m[3], 10, 64)
-						got[i] = [2]uint64{a, b}
-					}
-					for _, e := range ext {
-						if g := got[e.Index]; g != [2]uint64{e.FirstLBA, e.LastLBA} {
-							t.Errorf("partition %d %s: ours %d–%d, sgdisk %d–%d", e.Index, e.Name, e.FirstLBA, e.LastLBA, g[0], g[1])
-						}
-					}
+					sameAsSgdisk(t, ext, sgdiskTable(img))
 				})
 			}
 		}
