@@ -3,9 +3,9 @@
 
 SHELL := /bin/bash
 GO ?= go
-DEB_PACKAGES := qemu-system-x86 qemu-utils ovmf nix-bin gdisk dosfstools e2fsprogs xorriso mtools socat cpio
+DEB_PACKAGES := qemu-system-x86 qemu-utils ovmf nix-bin gdisk dosfstools e2fsprogs xorriso mtools socat cpio chromium fio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-GOTEST_FLAGS ?= -timeout 28m
+GOTEST_FLAGS ?= -timeout 55m
 
 .PHONY: all deps test demo vet fmt-check tidy-check fuzz build clean
 
@@ -39,11 +39,13 @@ vet:
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' (and update flake.nix's vendorHash; TestFlakeVendorHash prints it)"; exit 1; }
 
-## test: install deps, then vet and run every test (VM tests included)
+## test: install deps, then vet and run every test (VM tests included); the run ends
+## with a summary (package times, slowest tests, what a timeout cut off, failures)
 test: deps fmt-check tidy-check vet
 	nix-instantiate --parse flake.nix >/dev/null
 	$(GO) test -race -short ./...
-	$(GO) test $(GOTEST_FLAGS) ./...
+	$(GO) build -o .testsummary ./internal/cmd/testsummary
+	set -o pipefail; $(GO) test $(GOTEST_FLAGS) -json ./... | ./.testsummary
 
 ## demo: install deps, then run the main lane (baremetal-iso) on the fixture guest
 demo: deps

@@ -40,12 +40,16 @@
 //	ultracloud/bootstrap → ultracloud, ultracloud/image
 //	ultracloud/deployer  → ultracloud/bootstrap
 //	ultracloud/checks    → ultracloud, ultracloud/vm, ultracloud/bootstrap, ultracloud/deployer, ultracloud/image
+//	ultracloud/doubles   → (nothing of ours: the control-plane test doubles)
 //	ultracloud/fixture   → ultracloud/image, ultracloud/image/iso
 //	ultracloud/cluster   → ultracloud, ultracloud/vm, ultracloud/fixture
-//	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/fixture, ultracloud/cluster
+//	ultracloud/storagebench → (nothing of ours: disk measurements, fio-equivalent)
+//	ultracloud/lanes     → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/fixture, ultracloud/cluster, ultracloud/doubles, ultracloud/storagebench
 //	examples/<lane>      → ultracloud/lanes
 //	cmd/ultracloud       → ultracloud, ultracloud/vm, ultracloud/image, ultracloud/image/iso, ultracloud/bootstrap, ultracloud/deployer, ultracloud/checks, ultracloud/cluster, ultracloud/lanes
-//	cmd/ultracloud-guest → ultracloud, ultracloud/bootstrap
+//	cmd/ultracloud-guest → ultracloud, ultracloud/bootstrap, ultracloud/storagebench
+//	cmd/ultracloud-doubles → ultracloud/doubles
+//	cmd/ultracloud-webapp → (nothing of ours: the demo tenant app)
 //
 // A lane is a function on the run scaffold (lanes.Execute, lanes.Run): it
 // boots its topology's nodes (Run.Boot), waits on checks (Run.Wait with

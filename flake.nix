@@ -30,13 +30,18 @@
         "canonical-profile-eval-guards"
         "canonical-profile-build-guards"
         "portable-control-plane-regressions"
+        "fresh-smoke"
+        "fresh-demo-vm-webapp"
+        "fresh-bench-storage"
+        "fresh-matrix"
+        "publishable-kvm-suite"
       ];
       testkit = pkgs.buildGoModule {
         pname = "ultracloud-testkit";
         version = "0.1.0";
         src = ./.;
-        vendorHash = "sha256-QL48jJyNOFbsiYivsJsXfqcABzdRxu4Pa+nZm8EoaPI=";
-        subPackages = [ "cmd/ultracloud" "cmd/ultracloud-guest" ] ++ map (l: "examples/${l}") lanes;
+        vendorHash = "sha256-P/App3pHegcXcltwVq1d7ZC2OUaeqlcf4UII7on9IPY=";
+        subPackages = [ "cmd/ultracloud" "cmd/ultracloud-guest" "cmd/ultracloud-doubles" "cmd/ultracloud-webapp" ] ++ map (l: "examples/${l}") lanes;
         env.CGO_ENABLED = "0";
         doCheck = false; # the tests boot VMs; the checks below run the lanes
       };
@@ -52,12 +57,18 @@
       checkName = l: if l == "baremetal-iso" then "baremetal-iso-e2e" else l;
       # A lane as a flake check: run its driver in -e2e mode; JUnit to $out.
       laneCheck = lane: pkgs.runCommand lane ({
-        nativeBuildInputs = [ testkit pkgs.qemu pkgs.socat pkgs.nix ];
+        nativeBuildInputs = [ testkit pkgs.qemu pkgs.socat pkgs.nix pkgs.coreutils ];
         requiredSystemFeatures = [ "nixos-test" ];
         ULTRACLOUD_CACHE = "/build/ultracloud-cache";
         # The fixture's PID 1 from this flake's own package: no go build in
         # the sandbox.
         ULTRACLOUD_GUEST_BINARY = "${testkit}/bin/ultracloud-guest";
+        ULTRACLOUD_DOUBLES_BINARY = "${testkit}/bin/ultracloud-doubles";
+        ULTRACLOUD_WEBAPP_BINARY = "${testkit}/bin/ultracloud-webapp";
+        # Lanes that build with nix (deployer-vm-smoke's closure) use a
+        # store of their own inside the build sandbox.
+        NIX_REMOTE = "local?root=/build/nix-root";
+        ULTRACLOUD_NIX_TOOLS = "${pkgs.coreutils}/bin";
         ULTRACLOUD_OVMF_CODE = "${pkgs.OVMF.fd}/FV/OVMF_CODE.fd";
         ULTRACLOUD_OVMF_VARS = "${pkgs.OVMF.fd}/FV/OVMF_VARS.fd";
       } // fixtureEnv) ''

@@ -13,6 +13,8 @@ const (
 	TopologyHAControlPlane       = "ha-control-plane"
 	TopologyBaremetalISO         = "baremetal-iso"
 	TopologyFreshCluster         = "fresh-cluster"
+	TopologyFleetScheduler       = "fleet-scheduler-e2e"
+	TopologyDirectBootstrap      = "direct-bootstrap"
 )
 
 // Names of the canonical networks.
@@ -39,7 +41,7 @@ func names(cs []Component) []string {
 
 // Topologies returns the canonical topologies, freshly allocated.
 func Topologies() []Topology {
-	return []Topology{singleNode(), haControlPlane(), baremetalISO(), freshCluster()}
+	return []Topology{singleNode(), haControlPlane(), baremetalISO(), freshCluster(), fleetScheduler(), directBootstrap()}
 }
 
 // LookupTopology returns a fresh copy of the canonical topology called name.
@@ -126,21 +128,56 @@ func baremetalISO() Topology {
 func freshCluster() Topology {
 	t := Topology{Name: TopologyFreshCluster, Profile: HAControlPlane, Networks: clusterNets()}
 	for i := 1; i <= 3; i++ {
-		t.Nodes = append(t.Nodes, controlPlaneNode(4, i, i == 1))
+		n := controlPlaneNode(4, i, i == 1)
+		// The object store and volumes of the VM-hosting bundle, the
+		// tenant network (so every node reaches the VMs), DNS and load
+		// balancing of the network bundle.
+		n.Components = append(n.Components, "lightningstor", "coronafs", "prismnet", "flashdns", "fiberlb")
+		t.Nodes = append(t.Nodes, n)
 	}
 	for i := 4; i <= 6; i++ {
-		t.Nodes = append(t.Nodes, Node{
-			Name: fmt.Sprintf("node%02d", i), Role: RoleWorker, VCPUs: 2, MemoryMiB: 2048,
-			Disks: []Disk{{Name: "root", Size: 8 * GiB, Bus: BusVirtio}},
-			NICs: []NIC{
-				{Network: NetUplink, MAC: mac(4, i, 0)},
-				{Network: NetCluster, MAC: mac(4, i, 1)},
-			},
-			Firmware:   FirmwareDirect,
-			Components: []string{"node-agent", "fleet-scheduler", "plasmavmc", "prismnet"},
-		})
+		t.Nodes = append(t.Nodes, fixtureNode(4, i, RoleWorker, 2, 2048, 8*GiB, "node-agent", "fleet-scheduler", "plasmavmc", "prismnet"))
 	}
 	return t
+}
+
+// fleetScheduler is the portable fleet-scheduler-e2e's small cluster: one
+// control-plane node (a single chainfire member) and two workers, each
+// with one vCPU (TCG-safe on two cores).
+func fleetScheduler() Topology {
+	t := Topology{Name: TopologyFleetScheduler, Profile: HAControlPlane, Networks: clusterNets()}
+	t.Nodes = append(t.Nodes, fixtureNode(5, 1, RoleControlPlane, 1, 1024, 2*GiB, "chainfire"))
+	for i := 2; i <= 3; i++ {
+		t.Nodes = append(t.Nodes, fixtureNode(5, i, RoleWorker, 1, 1024, 2*GiB, "node-agent", "fleet-scheduler"))
+	}
+	return t
+}
+
+// directBootstrap is the portable deployer-bootstrap-e2e's and
+// host-lifecycle-e2e's machine: one direct-kernel node with a blank disk
+// that the deployer installs (no ISO, no firmware: TCG-safe and small)
+// and then boots from its installed loader entry.
+func directBootstrap() Topology {
+	t := Topology{Name: TopologyDirectBootstrap, Profile: BareMetalBootstrap, Networks: clusterNets()}
+	n := fixtureNode(6, 1, RoleInstallerTarget, 1, 1024, 2*GiB, "install-target", "first-boot-automation", "nix-agent")
+	n.Disko = compact(workerDisko)
+	t.Nodes = append(t.Nodes, n)
+	return t
+}
+
+// fixtureNode is node i of topology index topo: a direct-kernel node on
+// the uplink and the cluster network with one virtio disk.
+func fixtureNode(topo, i int, role Role, vcpus, memMiB int, disk Size, comps ...string) Node {
+	return Node{
+		Name: fmt.Sprintf("node%02d", i), Role: role, VCPUs: vcpus, MemoryMiB: memMiB,
+		Disks: []Disk{{Name: "root", Size: disk, Bus: BusVirtio}},
+		NICs: []NIC{
+			{Network: NetUplink, MAC: mac(topo, i, 0)},
+			{Network: NetCluster, MAC: mac(topo, i, 1)},
+		},
+		Firmware:   FirmwareDirect,
+		Components: comps,
+	}
 }
 
 // compact returns the JSON literal s without insignificant space (as it

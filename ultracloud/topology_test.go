@@ -14,6 +14,8 @@ func TestCanonicalTopologiesValid(t *testing.T) {
 		TopologyHAControlPlane:       {"node01", "node02", "node03"},
 		TopologyBaremetalISO:         {"baremetal-qemu-control-plane", "baremetal-qemu-worker"},
 		TopologyFreshCluster:         {"node01", "node02", "node03", "node04", "node05", "node06"},
+		TopologyFleetScheduler:       {"node01", "node02", "node03"},
+		TopologyDirectBootstrap:      {"node01"},
 	}
 	for _, topo := range Topologies() {
 		t.Run(topo.Name, func(t *testing.T) {

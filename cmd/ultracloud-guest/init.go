@@ -17,6 +17,8 @@ type guest struct {
 	cmdline map[string][]string
 	role    string
 	procs   *procs
+	// sup runs the node's components (the workloads a drain stops).
+	sup *supervisor
 	// stopping is set when a power verb began the shutdown: the backdoor
 	// shell is not restarted any more (one greeting per boot).
 	stopping atomic.Bool
@@ -163,6 +165,7 @@ func runInit() {
 		sup.add(c, fail[c])
 	}
 	sup.startAll()
+	g.sup = sup
 
 	go g.backdoor("/dev/hvc0")
 	go g.sshd()
@@ -173,8 +176,10 @@ func runInit() {
 		go g.runInstaller()
 	case "node":
 		go g.runNode()
+	case "nix-agent":
+		go g.runNixAgent()
 	default:
-		g.fatal("unknown role %q (ultracloud.role=shell|installer|node)", g.role)
+		g.fatal("unknown role %q (ultracloud.role=shell|installer|node|nix-agent)", g.role)
 	}
 	g.marker(ultracloud.PhaseReady)
 	select {}

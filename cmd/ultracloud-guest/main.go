@@ -13,16 +13,18 @@
 // `poweroff`, `reboot` or `halt` it asks PID 1 to stop the units and power
 // off, reboot or halt; as `nc` and `timeout` it answers like NixOS's
 // netcat (-z) and coreutils timeout (exit 124); as `ultracloud-guest component NAME` it is a
-// fixture component (an honest test double that serves /health); as
-// `ultracloud-guest activate --server URL` it switches to a prebuilt system
-// from the phone-home server without building anything.
+// fixture component (an honest test double that serves /health).
 //
 // Kernel command line:
 //
-//	ultracloud.role=shell|installer|node   what the guest does (default shell)
+//	ultracloud.role=shell|installer|node|nix-agent
+//	                                       what the guest does (default shell);
+//	                                       nix-agent: the nix-agent double,
+//	                                       which installs and activates the
+//	                                       desired closure by itself
 //	ultracloud.if=IFACE=CIDR[@GATEWAY]     static address; IFACE is a name
 //	                                       (eth0), a MAC or "auto"; repeatable
-//	ultracloud.phone-home=URL              installer: the phone-home server
+//	ultracloud.phone-home=URL              installer, nix-agent: the deployer
 //	ultracloud.root=PARTLABEL=NAME         node: the installed root partition
 //	ultracloud.node=NAME                   node: its name
 //	ultracloud.components=a,b,c            fixture components to run
@@ -58,11 +60,15 @@ func main() {
 	case "timeout":
 		os.Exit(timeoutMain(os.Args[1:], os.Stderr))
 	}
-	if len(os.Args) > 1 && os.Args[1] == "component" {
-		os.Exit(componentMain(os.Args[2:]))
-	}
-	if len(os.Args) > 1 && os.Args[1] == "activate" {
-		os.Exit(activateMain(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "component":
+			os.Exit(componentMain(os.Args[2:]))
+		case "storage-bench":
+			os.Exit(storageBenchMain(os.Args[2:], os.Stdout, os.Stderr))
+		case "object-bench":
+			os.Exit(objectBenchMain(os.Args[2:], os.Stdout, os.Stderr))
+		}
 	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "ultracloud-guest: this is the init of a fixture guest and must run as PID 1;")

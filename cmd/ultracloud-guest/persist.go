@@ -16,6 +16,10 @@ import (
 // machine keeps across reboots lives under /var/lib.
 const persistDir = "/var/lib"
 
+// persistError holds why the persistent disk could not be mounted
+// read-write (absent when it was): node-agent reports the node degraded.
+const persistError = "/run/ultracloud/persist-error"
+
 // persist mounts the disk whose serial is ultracloud.persist= on /var/lib,
 // creating an ext2 filesystem first when it has none (16384 inodes: a
 // small inode table is quick to write under TCG), so what is written
@@ -49,7 +53,22 @@ func (g *guest) persist() error {
 		}
 	}
 	if merr != nil {
-		return fmt.Errorf("mount %s on %s: %w", dev, persistDir, merr)
+		// A disk that fails writes (a journal it cannot replay): mount it
+		// read-only without the journal, as a real system keeps its state
+		// readable; writes then fail (EROFS) and node-agent reports the
+		// node degraded. Unreadable, the node still boots, with the error
+		// in persistError for its agents.
+		os.MkdirAll(filepath.Dir(persistError), 0o755)
+		if rerr := syscall.Mount(dev, persistDir, "ext4", syscall.MS_NOATIME|syscall.MS_RDONLY, "noload"); rerr != nil {
+			msg := fmt.Sprintf("mount %s on %s: %v (read-only: %v)", dev, persistDir, merr, rerr)
+			os.WriteFile(persistError, []byte(msg+"\n"), 0o644)
+			g.marker(ultracloud.PhasePersist, "dev", dev, "dir", persistDir, "error", msg)
+			return nil
+		}
+		msg := fmt.Sprintf("mount %s on %s read-write: %v; mounted read-only", dev, persistDir, merr)
+		os.WriteFile(persistError, []byte(msg+"\n"), 0o644)
+		g.marker(ultracloud.PhasePersist, "dev", dev, "dir", persistDir, "readonly", "true")
+		return nil
 	}
 	g.marker(ultracloud.PhasePersist, "dev", dev, "dir", persistDir, "created", fmt.Sprint(fresh))
 	return nil

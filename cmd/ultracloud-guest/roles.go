@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -128,7 +130,9 @@ func findPartLabel(label string, wait time.Duration) (string, error) {
 
 // runNode is the installed system's role: mount the root, run the agent's
 // first boot, and leave the root filesystem clean (unmounted) so the
-// harness can read it in-process.
+// harness can read it in-process. Then the agent follows the deployer's
+// lifecycle (drain, decommission, re-enrolment), mounting the root only
+// while it changes the credentials there.
 func (g *guest) runNode() {
 	spec := g.arg("ultracloud.root")
 	label, ok := strings.CutPrefix(spec, "PARTLABEL=")
@@ -157,10 +161,11 @@ func (g *guest) runNode() {
 	}
 	// "active" is reported only once the root is clean, so the harness can
 	// power off and read the markers in-process at once.
-	agent := &bootstrap.Agent{RootDir: "/sysroot", Node: g.arg("ultracloud.node"), Logger: g.slogger(), BeforeActive: unmount}
+	agent := &bootstrap.Agent{RootDir: "/sysroot", Node: g.arg("ultracloud.node"), Logger: g.slogger(), BeforeActive: unmount,
+		Identity: identity(), Lifecycle: g.lifecycleHooks(dev)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	err = agent.FirstBoot(ctx)
+	cancel()
 	if uerr := unmount(); uerr != nil {
 		g.logf("unmount /sysroot: %v", uerr)
 	}
@@ -169,4 +174,74 @@ func (g *guest) runNode() {
 		return
 	}
 	g.marker(phaseActive)
+	if err := agent.Serve(context.Background()); err != nil {
+		g.marker("agent-failed", "reason", err.Error())
+	}
+}
+
+// lifecycleFile is where the node keeps its own view of its lifecycle.
+const lifecycleFile = "/run/ultracloud/lifecycle.json"
+
+// lifecycleHooks are the node's side of drain, decommission and
+// re-enrolment: stop and start its components, wipe and keep its
+// credentials on the root (dev, mounted only meanwhile), and record each
+// state in lifecycleFile.
+func (g *guest) lifecycleHooks(dev string) bootstrap.LifecycleHooks {
+	onRoot := func(f func(root string) error) error {
+		if err := syscall.Mount(dev, "/sysroot", "ext4", 0, ""); err != nil {
+			mounts, _ := os.ReadFile("/proc/mounts")
+			return fmt.Errorf("mount %s: %w (mounted now: %s)", dev, err, strings.ReplaceAll(strings.TrimSpace(string(mounts)), "\n", "; "))
+		}
+		err := f("/sysroot")
+		syscall.Sync()
+		if uerr := syscall.Unmount("/sysroot", 0); err == nil {
+			err = uerr
+		}
+		return err
+	}
+	each := func(f func(string) error) error {
+		var errs []error
+		for _, c := range g.list("ultracloud.components") {
+			if err := f(c); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", c, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	server := g.arg("ultracloud.phone-home") // the deployer's URL, as the root had it
+	return bootstrap.LifecycleHooks{
+		Drain:    func(context.Context) error { return each(g.sup.stop) },
+		Activate: func(context.Context) error { return each(g.sup.start) },
+		Decommission: func(context.Context) error {
+			return onRoot(func(root string) error {
+				if b, err := os.ReadFile(filepath.Join(root, bootstrap.ServerFile)); err == nil {
+					server = strings.TrimSpace(string(b))
+				}
+				for _, f := range []string{bootstrap.TokenFile, bootstrap.ServerFile} {
+					if err := os.Remove(filepath.Join(root, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+		Enrolled: func(_ context.Context, e *bootstrap.Enrollment) error {
+			return onRoot(func(root string) error {
+				for f, data := range map[string]string{bootstrap.TokenFile: e.Token, bootstrap.ServerFile: server} {
+					if err := os.WriteFile(filepath.Join(root, f), []byte(data+"\n"), 0o600); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+		State: func(st bootstrap.NodeLifecycle) {
+			data, _ := json.Marshal(st)
+			os.MkdirAll(filepath.Dir(lifecycleFile), 0o755)
+			if err := os.WriteFile(lifecycleFile+".tmp", data, 0o644); err == nil {
+				os.Rename(lifecycleFile+".tmp", lifecycleFile)
+			}
+			g.marker("lifecycle", "state", st.State, "enrolments", fmt.Sprint(st.Enrolments))
+		},
+	}
 }

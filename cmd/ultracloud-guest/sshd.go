@@ -101,8 +101,13 @@ func (g *guest) sshConn(c net.Conn, cfg *ssh.ServerConfig) {
 	defer conn.Close()
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			nc.Reject(ssh.UnknownChannelType, "only sessions")
+		switch nc.ChannelType() {
+		case "session":
+		case "direct-tcpip":
+			go directTCPIP(nc)
+			continue
+		default:
+			nc.Reject(ssh.UnknownChannelType, "only sessions and direct-tcpip")
 			continue
 		}
 		ch, creqs, err := nc.Accept()
@@ -324,4 +329,37 @@ func signalName(s syscall.Signal) string {
 		return n
 	}
 	return fmt.Sprintf("%d", int(s))
+}
+
+// directTCPIP serves a "direct-tcpip" channel (ssh -L, ssh.Client.Dial):
+// a TCP connection from the guest to the requested address (RFC 4254 7.2).
+func directTCPIP(nc ssh.NewChannel) {
+	var req struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "bad direct-tcpip request: "+err.Error())
+		return
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(req.Host, fmt.Sprint(req.Port)), 10*time.Second)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		c.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(ch, c); ch.CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(c, ch); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	<-done
+	<-done
+	ch.Close()
+	c.Close()
 }

@@ -57,10 +57,33 @@ type supervisor struct {
 	shuttingDown bool
 	// jobSeq numbers jobs (start/stop in progress) as systemd does.
 	jobSeq int
+	// doubles are the components /bin/ultracloud-doubles runs (real
+	// distributed doubles: chainfire is etcd) when the kernel command line
+	// names the chainfire members; the others run as plain health doubles
+	// (ultracloud-guest component).
+	doubles map[string]bool
 }
 
+// doublesBinary runs the components listed in doublesList.
+const (
+	doublesBinary = "/bin/ultracloud-doubles"
+	doublesList   = "/etc/ultracloud/doubles"
+)
+
 func newSupervisor(g *guest) *supervisor {
-	return &supervisor{g: g, units: map[string]*unit{}}
+	s := &supervisor{g: g, units: map[string]*unit{}, doubles: map[string]bool{}}
+	// The distributed doubles need their cluster (ultracloud.chainfire=,
+	// set by the cluster runtime); elsewhere every component is a plain
+	// health double, as light as a 384 MiB machine needs.
+	if g.arg("ultracloud.chainfire") == "" {
+		return s
+	}
+	if data, err := os.ReadFile(doublesList); err == nil {
+		for _, n := range strings.Fields(string(data)) {
+			s.doubles[n] = true
+		}
+	}
+	return s
 }
 
 func unitName(s string) string { return strings.TrimSuffix(s, ".service") }
@@ -114,6 +137,9 @@ func (s *supervisor) launch(u *unit) error {
 	devnull, _ := os.Open(os.DevNull)
 	defer devnull.Close()
 	argv := []string{"/init", "component", u.name, "--port", fmt.Sprint(u.port)}
+	if s.doubles[u.name] {
+		argv = []string{doublesBinary, u.name, "--port", fmt.Sprint(u.port)}
+	}
 	if u.fail {
 		argv = append(argv, "--fail")
 	}
@@ -130,10 +156,13 @@ func (s *supervisor) launch(u *unit) error {
 	return nil
 }
 
-// watchReady marks the unit active once its port answers (like Type=notify).
+// watchReady marks the unit active once its port answers (like
+// Type=notify with TimeoutStartSec=infinity): a double waiting for its
+// cluster's quorum stays activating until it serves, however long that
+// takes under TCG, and is never left activating once it does.
 func (s *supervisor) watchReady(u *unit, gen int) {
 	addr := fmt.Sprintf("127.0.0.1:%d", u.port)
-	for i := 0; i < 200; i++ {
+	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()

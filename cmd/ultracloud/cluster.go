@@ -46,9 +46,20 @@ func laneVerbs() []*cobra.Command {
 	}
 	var out []*cobra.Command
 	for _, l := range reg.Lanes() {
-		out = append(out, laneVerb(l.Name, l.Name, l.Summary))
+		if !onTheCluster(l.Name) {
+			out = append(out, laneVerb(l.Name, l.Name, l.Summary))
+		}
 	}
 	return out
+}
+
+// onTheCluster reports the lanes whose `cluster <lane>` verb runs on the
+// long-lived cluster (an operational verb: clean, start, run, leave it
+// running) rather than the lane's own driver, which boots and stops its
+// machines (examples/<lane>, the flake check).
+func onTheCluster(lane string) bool {
+	return lane == "fresh-smoke" || lane == "fresh-demo-vm-webapp" || lane == "fresh-bench-storage" || lane == "publishable-kvm-suite" ||
+		lane == "fresh-matrix"
 }
 
 // newQuickstart is `ultracloud quickstart`: single-node-quickstart through

@@ -29,7 +29,7 @@ import (
 // command: start, status, logs, ssh, stop, clean (and the hidden
 // supervise that start runs detached).
 func opsVerbs() []*cobra.Command {
-	return []*cobra.Command{newStart(), newStatus(), newLogs(), newSSH(), newStop(), newClean(), newSupervise()}
+	return []*cobra.Command{newStart(), newStatus(), newLogs(), newSSH(), newStop(), newClean(), newSmoke(), newFreshSmoke(), newDemoVMWebapp(), newFreshDemoVMWebapp(), newServeVMWebapp(), newBenchStorage(), newFreshBenchStorage(), newMatrix(), newFreshMatrix(), newPublishable(), newSupervise()}
 }
 
 func stateFlag(cmd *cobra.Command, dir *string) {
@@ -136,19 +136,41 @@ func preflight(ctx context.Context, accel string) (ultracloud.HostEnv, error) {
 	return host, nil
 }
 
+// trueOverSSH logs in to node and runs `true`.
+func trueOverSSH(ctx context.Context, cl *cluster.Client, node string) error {
+	c, err := cl.SSH(ctx, node)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	code, err := cluster.RunSSH(ctx, c, "true", nil, io.Discard, io.Discard)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("%s: `true` exited %d", node, code)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", node, err)
+	}
+	return nil
+}
+
 // waitSSH waits until every node runs a command over SSH.
 func waitSSH(ctx context.Context, cl *cluster.Client, topo ultracloud.Topology) error {
 	errs := make(chan error, len(topo.Nodes))
 	for _, n := range topo.Nodes {
 		go func() {
-			c, err := cl.SSH(ctx, n.Name)
-			if err == nil {
-				var code int
-				code, err = cluster.RunSSH(ctx, c, "true", nil, io.Discard, io.Discard)
-				if err == nil && code != 0 {
-					err = fmt.Errorf("%s: `true` exited %d", n.Name, code)
+			// A login that fails after its handshake (a connection dropped
+			// by a guest still starting up) is tried again while ctx lasts;
+			// SSH refuses at once what cannot change (host key, auth).
+			var err error
+			for {
+				err = trueOverSSH(ctx, cl, n.Name)
+				if err == nil || ctx.Err() != nil || errors.Is(err, cluster.ErrHostKey) || errors.Is(err, cluster.ErrLogin) {
+					break
 				}
-				c.Close()
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
 			}
 			errs <- err
 		}()

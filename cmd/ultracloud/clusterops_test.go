@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -84,14 +85,20 @@ func TestClusterLifecycle(t *testing.T) {
 		}
 	}
 
-	out, errOut, code := cli(t, "cluster", "start", "--state", state)
-	if code != 0 {
-		t.Fatalf("start: exit %d\n%s\n%s", code, out, errOut)
+	// fresh-smoke: clean + start + the lane on the running cluster, which
+	// keeps running for the verbs below.
+	work := t.TempDir()
+	begin := time.Now()
+	out, errOut, code := cli(t, "cluster", "fresh-smoke", "--state", state, "--work-dir", work)
+	t.Logf("fresh-smoke in %v:\n%s\n%s", time.Since(begin).Round(time.Second), out, errOut)
+	if code != 0 || !strings.Contains(out, "all 6 nodes answer SSH") || !strings.Contains(out, "lane fresh-smoke: pass") {
+		t.Fatalf("fresh-smoke: exit %d", code)
 	}
-	t.Logf("start:\n%s", out)
-	if !strings.Contains(out, "all 6 nodes answer SSH") || !strings.Contains(out, "accelerator") {
-		t.Fatalf("start output: %s", out)
-	}
+	checkSmokeReport(t, filepath.Join(work, "report", "report.json"))
+	t.Run("invariants fail when broken", func(t *testing.T) { brokenInvariants(t, state) })
+	t.Run("demo-vm-webapp", func(t *testing.T) { demoWebapp(t, state) })
+	t.Run("bench-storage", func(t *testing.T) { benchStorage(t, state) })
+	t.Run("matrix", func(t *testing.T) { matrix(t, state) })
 	st, code := status(t, state)
 	if code != 0 || st.Supervisor.State != cluster.SupervisorRunning || st.Running() != 6 || st.Supervisor.Accelerator == "" {
 		t.Fatalf("status: exit %d %+v", code, st)
@@ -102,6 +109,7 @@ func TestClusterLifecycle(t *testing.T) {
 		}
 	}
 	pids := qemuPIDs(st)
+	machinesAsTopologySays(t, state)
 
 	if out, errOut, code := cli(t, "cluster", "ssh", "node04", "--state", state, "--", "hostname"); code != 0 || out != "node04\n" {
 		t.Fatalf("ssh node04 -- hostname: exit %d %q %s", code, out, errOut)
@@ -167,5 +175,34 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Fatalf("state dir left after clean: %v", err)
+	}
+}
+
+// machinesAsTopologySays asks every node of the running cluster for its
+// hostname, vCPUs, memory, disks and NICs and compares them with the
+// topology it was started from (lanes' TestCanonicalTopologiesStart does
+// this for the other canonical topologies; this package's cluster is the
+// fresh-cluster one, booted once for both).
+func machinesAsTopologySays(t *testing.T, state string) {
+	t.Helper()
+	cl, err := cluster.Open(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cl.Topology().Nodes {
+		out, errOut, code := cli(t, "cluster", "ssh", n.Name, "--state", state, "--",
+			// NICs with a device behind them: the lanes
+			// before this added bridges, VXLAN and veth links.
+			"hostname; nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2; ls /sys/block | grep -c '^vd'; ls -d /sys/class/net/*/device | wc -l")
+		f := strings.Fields(out)
+		if code != 0 || len(f) != 5 {
+			t.Fatalf("%s: exit %d, answer %q %s", n.Name, code, out, errOut)
+		}
+		memKiB, _ := strconv.Atoi(f[2])
+		if f[0] != n.Name || f[1] != strconv.Itoa(n.VCPUs) || f[3] != strconv.Itoa(len(n.Disks)) || f[4] != strconv.Itoa(len(n.NICs)) ||
+			memKiB < n.MemoryMiB*1024*8/10 || memKiB > n.MemoryMiB*1024 {
+			t.Errorf("guest says hostname %s, %s vCPUs, %d KiB, %s disks, %s NICs; topology says %s, %d vCPUs, %d MiB, %d disks, %d NICs",
+				f[0], f[1], memKiB, f[3], f[4], n.Name, n.VCPUs, n.MemoryMiB, len(n.Disks), len(n.NICs))
+		}
 	}
 }

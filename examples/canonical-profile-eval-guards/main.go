@@ -2,7 +2,7 @@
 //
 // Flags are those of every lane driver (lanes.DriverOptions): -work-dir,
 // -e2e, -junit-dir, -v, -json, -keep-vms, -accel, and the lane options
-// -flake, -iso, -bundle, -system-id, -plan. Exit code: 0 passed, 1 failed,
+// -flake, -iso, -bundle, -system-id, -plan, -system, -baseline, -max-regression, -cell, -allow-tcg. Exit code: 0 passed, 1 failed,
 // 2 could not run, 3 incomplete.
 package main
 

@@ -1,8 +1,8 @@
-// Command deployer-vm-smoke runs the deployer-vm-smoke lane: a node activates a host-built closure from the deployer without building anything (nix build .#checks.x86_64-linux.deployer-vm-smoke).
+// Command deployer-vm-smoke runs the deployer-vm-smoke lane: a node's nix-agent installs and activates a closure built on the host by nix, without building (nix build .#checks.x86_64-linux.deployer-vm-smoke).
 //
 // Flags are those of every lane driver (lanes.DriverOptions): -work-dir,
 // -e2e, -junit-dir, -v, -json, -keep-vms, -accel, and the lane options
-// -flake, -iso, -bundle, -system-id, -plan. Exit code: 0 passed, 1 failed,
+// -flake, -iso, -bundle, -system-id, -plan, -system, -baseline, -max-regression, -cell, -allow-tcg. Exit code: 0 passed, 1 failed,
 // 2 could not run, 3 incomplete.
 package main
 

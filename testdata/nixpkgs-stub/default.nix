@@ -12,6 +12,7 @@ let
     qemu = mk "qemu";
     socat = mk "socat";
     nix = mk "nix";
+    coreutils = mk "coreutils";
     go = mk "go";
     OVMF = { fd = mk "OVMF-fd"; };
     linuxPackages = { kernel = mk "linux" // { modDirVersion = "6.1.0-stub"; modules = mk "linux-modules"; }; };

@@ -28,6 +28,10 @@ var ErrBundle = errors.New("bundle")
 const (
 	TargetESP  = "esp"  // the EFI system partition (mountpoint /boot)
 	TargetRoot = "root" // the root filesystem (mountpoint /)
+	// TargetNixCache is a Nix binary cache holding a closure (narinfo +
+	// nar/, see InstallClosure), which a node's agent installs into its
+	// store without building.
+	TargetNixCache = "nix-cache"
 )
 
 const manifestName = "MANIFEST.json"
@@ -100,7 +104,7 @@ func PackBundle(ctx context.Context, dir, systemID, outDir string) (*Bundle, err
 	var m Manifest
 	m.SystemID = systemID
 	inode := map[int]string{} // manifest index → "dev:ino" of multiply linked files
-	for _, target := range []string{TargetESP, TargetRoot} {
+	for _, target := range []string{TargetESP, TargetRoot, TargetNixCache} {
 		base := filepath.Join(dir, target)
 		if _, err := os.Stat(base); errors.Is(err, os.ErrNotExist) {
 			continue
@@ -387,10 +391,11 @@ func typeName(t byte) string {
 	return fmt.Sprintf("type %q", t)
 }
 
-// checkName refuses targets other than esp/root, absolute paths and "..".
+// checkName refuses targets other than esp/root/nix-cache, absolute
+// paths and "..".
 func checkName(target, name string) error {
-	if target != TargetESP && target != TargetRoot {
-		return fmt.Errorf("%w: target %q; use esp or root", ErrBundle, target)
+	if target != TargetESP && target != TargetRoot && target != TargetNixCache {
+		return fmt.Errorf("%w: target %q; use esp, root or nix-cache", ErrBundle, target)
 	}
 	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
 		return fmt.Errorf("%w: path %q must be relative", ErrBundle, name)

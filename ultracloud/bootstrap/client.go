@@ -84,6 +84,10 @@ func minDur(a, b time.Duration) time.Duration {
 // Token is the node token from the last PhoneHome (or WithToken).
 func (c *Client) Token() string { return c.token }
 
+// ForgetToken drops the node token (a decommissioned node's is revoked):
+// the next PhoneHome enrols without one.
+func (c *Client) ForgetToken() { c.token = "" }
+
 func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
 	var rdr io.Reader
 	if body != nil {
@@ -158,6 +162,12 @@ func (c *Client) PhoneHome(ctx context.Context, id Identity) (*Enrollment, error
 // ReportPhase reports a phase of node.
 func (c *Client) ReportPhase(ctx context.Context, node string, p Phase, reason string) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/nodes/"+node+"/phase", PhaseReport{Phase: p, Reason: reason}, nil)
+}
+
+// Report reports a phase of node with everything a PhaseReport carries
+// (e.g. the System a closure agent activated).
+func (c *Client) Report(ctx context.Context, node string, rep PhaseReport) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/nodes/"+node+"/phase", rep, nil)
 }
 
 // Desired returns the system node should run.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ const (
 	SystemIDFile    = "etc/ultracloud/system-id" // shipped by the bundle
 	FirstBootMarker = "var/lib/ultracloud/first-boot"
 	LoaderEntryFile = "loader/entries/ultracloud.conf" // on the ESP
+	// NixCacheDir is where the installer puts a bundle's nix-cache on the
+	// root (a binary cache for InstallClosure).
+	NixCacheDir = "var/lib/ultracloud/nix-cache"
 )
 
 // Installed is the install marker's content.
@@ -202,8 +206,12 @@ func (in *Installer) populate(ctx context.Context, e *Enrollment, b *Bundle, app
 		return err
 	}
 	sink := sinkFunc(func(target, name string, _ fs.FileMode, r io.Reader) error {
-		if target == TargetESP {
+		switch target {
+		case TargetESP:
 			return ew.WriteFile(name, r)
+		case TargetNixCache:
+			// The closure a first-boot agent installs (InstallClosure).
+			return rw.WriteFile(path.Join(NixCacheDir, name), r)
 		}
 		return rw.WriteFile(name, r)
 	})
@@ -262,6 +270,18 @@ type Agent struct {
 	// reported (e.g. unmount the root so its markers are on disk when the
 	// harness powers the machine off and reads it).
 	BeforeActive func() error
+
+	// Identity is what the node sends when it enrols again after a
+	// decommission (Serve).
+	Identity Identity
+	// Interval is how often Serve asks for the desired state (default 1 s).
+	Interval time.Duration
+	// Lifecycle is what the node does when the deployer drains,
+	// decommissions or re-enrols it (Serve).
+	Lifecycle LifecycleHooks
+
+	// installed is the installed system id (FirstBoot).
+	installed string
 }
 
 // FirstBoot performs the first-boot sequence.
@@ -313,6 +333,7 @@ func (a *Agent) FirstBoot(ctx context.Context) error {
 	if desired.SystemID != installed {
 		return a.fail(ctx, fmt.Errorf("desired system %q, installed %q", desired.SystemID, installed))
 	}
+	a.installed = installed
 	if a.BeforeActive != nil {
 		if err := a.BeforeActive(); err != nil {
 			return a.fail(ctx, err)

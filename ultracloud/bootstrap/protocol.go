@@ -25,13 +25,48 @@ const (
 	PhaseFailed        Phase = "failed"
 )
 
+// Lifecycle phases: what an active node reports as the deployer takes it
+// out of service (see Lifecycle). They follow PhaseActive in the order.
+const (
+	// PhaseDrained: the node stopped its workloads on LifecycleDrain.
+	PhaseDrained Phase = "drained"
+	// PhaseDecommissioned: the node wiped its credentials on
+	// LifecycleDecommission; the server revokes its token on this report.
+	PhaseDecommissioned Phase = "decommissioned"
+)
+
+// Lifecycle is the state the deployer wants an enrolled node in (Desired).
+type Lifecycle string
+
+// Lifecycle states, in the only order the deployer moves a node through
+// them; a decommissioned node comes back only by enrolling again (a new
+// attempt), which an admin must approve.
+const (
+	// LifecycleActive: run the desired system and its workloads.
+	LifecycleActive Lifecycle = "active"
+	// LifecycleDrain: stop the workloads, report PhaseDrained, stay up.
+	LifecycleDrain Lifecycle = "drain"
+	// LifecycleDecommission: wipe the node's credentials, report
+	// PhaseDecommissioned, and wait to be enrolled again.
+	LifecycleDecommission Lifecycle = "decommission"
+)
+
+// Valid reports whether l is a known lifecycle state.
+func (l Lifecycle) Valid() bool {
+	return l == LifecycleActive || l == LifecycleDrain || l == LifecycleDecommission
+}
+
 // Phases lists the forward phases in order.
 func Phases() []Phase {
 	return []Phase{PhasePlanFetched, PhaseBundleFetched, PhaseDiskApplied, PhaseInstalled, PhaseRebooting, PhaseFirstBoot, PhaseActive}
 }
 
-// Rank orders phases: 1 for the first of Phases, 0 for failed or unknown.
-func (p Phase) Rank() int { return slices.Index(Phases(), p) + 1 }
+// LifecyclePhases lists the phases after PhaseActive, in order.
+func LifecyclePhases() []Phase { return []Phase{PhaseDrained, PhaseDecommissioned} }
+
+// Rank orders phases: 1 for the first of Phases, then the lifecycle
+// phases after PhaseActive; 0 for failed or unknown.
+func (p Phase) Rank() int { return slices.Index(append(Phases(), LifecyclePhases()...), p) + 1 }
 
 // Valid reports whether p is a known phase.
 func (p Phase) Valid() bool { return p == PhaseFailed || p.Rank() > 0 }
@@ -112,6 +147,9 @@ type Enrollment struct {
 type PhaseReport struct {
 	Phase  Phase  `json:"phase"`
 	Reason string `json:"reason,omitempty"`
+	// System is the store path the node activated (with PhaseActive, from
+	// an agent that activates Nix closures).
+	System string `json:"system,omitempty"`
 }
 
 // PhaseEvent is a recorded phase.
@@ -123,11 +161,16 @@ type PhaseEvent struct {
 	Attempt int       `json:"attempt"`
 	// Run is the run id the node was enrolled in when it reported.
 	Run string `json:"run,omitempty"`
+	// System is the store path the node reported activated.
+	System string `json:"system,omitempty"`
 }
 
-// Desired is what a node should run.
+// Desired is what a node should run, and in which lifecycle state.
 type Desired struct {
 	SystemID string `json:"systemID"`
+	// Lifecycle is where the deployer wants the node (LifecycleActive
+	// unless an admin drains or decommissions it).
+	Lifecycle Lifecycle `json:"lifecycle,omitempty"`
 }
 
 // apiError is every error body.

@@ -21,6 +21,22 @@ var nixArgs = []string{
 	"--option", "substituters", "",
 }
 
+// NixCommand is the command Nix runs, for callers that stream its output.
+func NixCommand(ctx context.Context, nix string, args ...string) *exec.Cmd {
+	if nix == "" {
+		nix = "nix"
+	}
+	return exec.CommandContext(ctx, nix, append(slicesClone(nixArgs), args...)...)
+}
+
+// Nix runs nix (the binary; "" means "nix" on PATH) with args the way the
+// SDK does on these hosts: nix-command and flakes enabled, no build-users
+// group, no sandbox, no substituters (offline). It returns stdout; a
+// failure wraps ErrNix with the command and its stderr.
+func Nix(ctx context.Context, nix string, args ...string) (string, error) {
+	return runNix(ctx, nix, args...)
+}
+
 func runNix(ctx context.Context, nix string, args ...string) (string, error) {
 	if nix == "" {
 		nix = "nix"

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -87,7 +86,15 @@ func (cl *Client) Status(ctx context.Context) (Status, error) {
 }
 
 func (cl *Client) call(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://supervisor"+path, nil)
+	return cl.do(ctx, method, path, nil, out)
+}
+
+func (cl *Client) post(ctx context.Context, path string, body []byte) error {
+	return cl.do(ctx, http.MethodPost, path, body, nil)
+}
+
+func (cl *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://supervisor"+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -96,12 +103,12 @@ func (cl *Client) call(ctx context.Context, method, path string, out any) error 
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("supervisor: %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
+		return fmt.Errorf("supervisor: %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
 	}
 	if out != nil {
-		return json.Unmarshal(body, out)
+		return json.Unmarshal(data, out)
 	}
 	return nil
 }
@@ -165,19 +172,16 @@ func (cl *Client) SSH(ctx context.Context, node string) (*ssh.Client, error) {
 		return nil, err
 	}
 	for {
-		st, err := cl.Status(ctx)
-		if err != nil {
-			return nil, err
+		addr, err := cl.sshAddress(ctx, node)
+		if err == nil {
+			return DialSSH(ctx, addr, node, keys)
 		}
-		i := slices.IndexFunc(st.Nodes, func(n NodeStatus) bool { return n.Name == node })
-		if ns := st.Nodes[i]; ns.SSH != "" {
-			return DialSSH(ctx, ns.SSH, node, keys)
-		} else if ns.State == NodeStopped || ns.State == NodeCrashed {
-			return nil, fmt.Errorf("ssh %s: the node is %s %s", node, ns.State, ns.Detail)
+		if !cl.Alive() {
+			return nil, fmt.Errorf("ssh %s: %w", node, ErrSupervisorGone)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("ssh %s: no SSH forward yet: %w", node, ctx.Err())
+			return nil, fmt.Errorf("ssh %s: no SSH forward (%v): %w", node, err, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -37,6 +37,10 @@ func (c *Cluster) SSH(ctx context.Context, node string) (*ssh.Client, error) {
 	return DialSSH(ctx, addr, node, c.o.keys)
 }
 
+// ErrLogin is an SSH login the server refused (the key is not
+// authorized): trying again cannot help.
+var ErrLogin = errors.New("ssh login refused")
+
 // DialSSH logs in to addr as root with keys, holding the server to node's
 // host key. Refused or reset connections (a guest still booting) are
 // retried until ctx ends; authentication and host key errors are not.
@@ -45,14 +49,20 @@ func DialSSH(ctx context.Context, addr, node string, keys *Keys) (*ssh.Client, e
 		User:            "root",
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(keys.Signer())},
 		HostKeyCallback: keys.HostKeyCallback(node),
-		Timeout:         10 * time.Second,
+		// The guest's sshd gives a handshake 30 s; a TCG guest on a loaded
+		// host took close to 10 s (CI of fa91f3c: a handshake done just as
+		// the old 10 s deadline fired, and the client's first read failed).
+		Timeout: 30 * time.Second,
 	}
 	for {
 		client, err := dialOnce(ctx, addr, cfg)
 		if err == nil {
 			return client, nil
 		}
-		if errors.Is(err, ErrHostKey) || isAuthError(err) {
+		if isAuthError(err) {
+			return nil, fmt.Errorf("ssh %s (%s): %w: %w", node, addr, ErrLogin, err)
+		}
+		if errors.Is(err, ErrHostKey) {
 			return nil, fmt.Errorf("ssh %s (%s): %w", node, addr, err)
 		}
 		select {

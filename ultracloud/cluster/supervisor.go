@@ -187,6 +187,7 @@ func (sv *supervisor) handler() http.Handler {
 		sv.once.Do(func() { close(sv.stop) })
 		w.WriteHeader(http.StatusAccepted)
 	})
+	sv.faultHandler(mux)
 	return mux
 }
 

@@ -115,6 +115,23 @@ type nodeState struct {
 	// SecretUsed: the one-time enrolment secret has been used.
 	SecretUsed bool                   `json:"secretUsed,omitempty"`
 	Phases     []bootstrap.PhaseEvent `json:"phases"`
+	// Desired is the lifecycle state an admin asked for ("" = active).
+	Desired bootstrap.Lifecycle `json:"desired,omitempty"`
+	// Decommissioned: the node reported decommissioned; its token is
+	// revoked and it enrols again only once ReenrolApproved.
+	Decommissioned  bool `json:"decommissioned,omitempty"`
+	ReenrolApproved bool `json:"reenrolApproved,omitempty"`
+	// RevokedHash is the token revoked by the decommissioned report: a
+	// retry of that report is answered as recorded, nothing else.
+	RevokedHash string `json:"revokedHash,omitempty"`
+}
+
+// lifecycle is the node's desired lifecycle state.
+func (n *nodeState) lifecycle() bootstrap.Lifecycle {
+	if n.Desired == "" {
+		return bootstrap.LifecycleActive
+	}
+	return n.Desired
 }
 
 // current returns the phase of the current attempt ("" before any).
@@ -141,6 +158,12 @@ type NodeStatus struct {
 	EnrolledAt time.Time              `json:"enrolledAt,omitzero"`
 	Phase      bootstrap.Phase        `json:"phase,omitempty"`
 	Phases     []bootstrap.PhaseEvent `json:"phases"`
+	// Lifecycle is the state the deployer wants the node in.
+	Lifecycle bootstrap.Lifecycle `json:"lifecycle"`
+	// Decommissioned: the node wiped its credentials; its token is revoked.
+	Decommissioned bool `json:"decommissioned,omitempty"`
+	// ReenrolApproved: an admin let the decommissioned node enrol again.
+	ReenrolApproved bool `json:"reenrolApproved,omitempty"`
 }
 
 var (
@@ -315,6 +338,9 @@ func (s *PhoneHomeServer) routes() []route {
 		{"POST", "/api/v1/nodes/{name}/phase", s.handlePhase},
 		{"GET", "/api/v1/nodes/{name}/desired", s.handleDesired},
 		{"GET", "/api/v1/admin/nodes", s.admin(s.handleAdminNodes)},
+		{"POST", "/api/v1/admin/nodes/{name}/drain", s.admin(s.handleLifecycle(s.Drain))},
+		{"POST", "/api/v1/admin/nodes/{name}/decommission", s.admin(s.handleLifecycle(s.Decommission))},
+		{"POST", "/api/v1/admin/nodes/{name}/reenrol", s.admin(s.handleLifecycle(s.ApproveReenrol))},
 		{"GET", "/api/v1/admin/discovered", s.admin(s.handleAdminDiscovered)},
 	}
 }
@@ -532,6 +558,13 @@ func (s *PhoneHomeServer) handlePhoneHome(w http.ResponseWriter, r *http.Request
 // enrolment needs the one-time secret (then spent); a re-enrolment needs
 // the node's current token or the admin token.
 func (s *PhoneHomeServer) admit(r *http.Request, spec NodeSpec, next *nodeState, id bootstrap.Identity) (int, error) {
+	if next.Decommissioned {
+		if !next.ReenrolApproved {
+			return http.StatusForbidden, fmt.Errorf("%w: node %q is decommissioned; an admin approves its re-enrolment (PhoneHomeServer.ApproveReenrol or POST /api/v1/admin/nodes/%s/reenrol)", bootstrap.ErrForbidden, spec.Name, spec.Name)
+		}
+		next.Decommissioned, next.ReenrolApproved, next.Desired, next.RevokedHash = false, false, "", ""
+		return 0, nil
+	}
 	if spec.EnrolSecret == "" {
 		return 0, nil
 	}
@@ -629,7 +662,13 @@ func (s *PhoneHomeServer) requireNode(w http.ResponseWriter, r *http.Request) (s
 
 func (s *PhoneHomeServer) handleDesired(w http.ResponseWriter, r *http.Request) {
 	if node, ok := s.requireNode(w, r); ok {
-		writeJSON(w, http.StatusOK, bootstrap.Desired{SystemID: s.specs[node].SystemID})
+		s.mu.Lock()
+		l := bootstrap.LifecycleActive
+		if ns := s.state[node]; ns != nil {
+			l = ns.lifecycle()
+		}
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, bootstrap.Desired{SystemID: s.specs[node].SystemID, Lifecycle: l})
 	}
 }
 
@@ -643,7 +682,7 @@ func (s *PhoneHomeServer) handlePhase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !rep.Phase.Valid() {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown phase %q; phases are %v and failed", rep.Phase, bootstrap.Phases()))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown phase %q; phases are %v, then %v, and failed", rep.Phase, bootstrap.Phases(), bootstrap.LifecyclePhases()))
 		return
 	}
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -665,6 +704,11 @@ func (s *PhoneHomeServer) record(node, tokenHash string, rep bootstrap.PhaseRepo
 	defer lock.Unlock()
 	s.mu.Lock()
 	ns := s.state[node]
+	if ns != nil && ns.RevokedHash != "" && ns.RevokedHash == tokenHash && rep.Phase == bootstrap.PhaseDecommissioned {
+		cur, _ := ns.current()
+		s.mu.Unlock()
+		return http.StatusOK, cur, nil // a retried decommissioned report
+	}
 	if ns == nil || ns.TokenHash != tokenHash {
 		s.mu.Unlock()
 		return http.StatusUnauthorized, bootstrap.PhaseEvent{}, fmt.Errorf("%w: this token of %s was revoked by a re-enrolment; phone home again", bootstrap.ErrForbidden, node)
@@ -682,8 +726,15 @@ func (s *PhoneHomeServer) record(node, tokenHash string, rep bootstrap.PhaseRepo
 		s.mu.Unlock()
 		return http.StatusConflict, bootstrap.PhaseEvent{}, fmt.Errorf("%w: %s is at %s; phases only move forward (got %s)", bootstrap.ErrConflict, node, cur.Phase, rep.Phase)
 	}
-	ev := bootstrap.PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt, Run: ns.Run}
+	if err := lifecycleAllows(ns, rep.Phase); err != nil {
+		s.mu.Unlock()
+		return http.StatusConflict, bootstrap.PhaseEvent{}, err
+	}
+	ev := bootstrap.PhaseEvent{Node: node, Phase: rep.Phase, Reason: rep.Reason, At: time.Now().UTC(), Attempt: ns.Attempt, Run: ns.Run, System: rep.System}
 	next := *ns
+	if rep.Phase == bootstrap.PhaseDecommissioned {
+		next.Decommissioned, next.RevokedHash, next.TokenHash = true, ns.TokenHash, ""
+	}
 	next.Version++
 	next.Phases = append(slices.Clone(ns.Phases), ev)
 	if len(next.Phases) > maxPhaseHistory {
@@ -695,6 +746,9 @@ func (s *PhoneHomeServer) record(node, tokenHash string, rep bootstrap.PhaseRepo
 	}
 	s.mu.Lock()
 	s.state[node] = &next
+	if next.TokenHash == "" {
+		delete(s.tokens, tokenHash)
+	}
 	s.mu.Unlock()
 	s.broadcast(ev)
 	s.log.Info("phase", "node", node, "phase", rep.Phase, "reason", rep.Reason)
@@ -744,10 +798,11 @@ func (s *PhoneHomeServer) Nodes() []NodeStatus {
 	defer s.mu.Unlock()
 	var out []NodeStatus
 	for _, name := range slices.Sorted(maps.Keys(s.specs)) {
-		st := NodeStatus{Name: name, Phases: []bootstrap.PhaseEvent{}}
+		st := NodeStatus{Name: name, Phases: []bootstrap.PhaseEvent{}, Lifecycle: bootstrap.LifecycleActive}
 		if ns := s.state[name]; ns != nil {
 			st.Enrolled, st.Attempt, st.EnrolledAt, st.Run = ns.TokenHash != "", ns.Attempt, ns.EnrolledAt, ns.Run
 			st.Phases = slices.Clone(ns.Phases)
+			st.Lifecycle, st.Decommissioned, st.ReenrolApproved = ns.lifecycle(), ns.Decommissioned, ns.ReenrolApproved
 			if cur, ok := ns.current(); ok {
 				st.Phase = cur.Phase
 			}

@@ -338,9 +338,14 @@ func (b *baremetal) waitPaused(ctx context.Context, m *vm.Machine) error {
 	}
 }
 
-// verifyDisk checks the plan, the markers and the loader entry in-process.
+// verifyDisk checks node's disk against its plan, markers and loader entry.
 func (b *baremetal) verifyDisk(ctx context.Context, node, disk string) error {
-	plan := b.plans[node]
+	return verifyInstalledDisk(ctx, b.plans[node], node, disk)
+}
+
+// verifyInstalledDisk checks the plan, the markers and the loader entry of
+// a stopped node's disk in-process.
+func verifyInstalledDisk(ctx context.Context, plan *bootstrap.DiskoPlan, node, disk string) error {
 	diff, err := plan.Verify(ctx, map[string]string{plan.Disks[0].Name: disk})
 	if err != nil {
 		return err
@@ -353,15 +358,13 @@ func (b *baremetal) verifyDisk(ctx context.Context, node, disk string) error {
 		return err
 	}
 	defer img.Close()
-	ext, _ := plan.Disks[0].Layout(img.Size)
-	var esp, root int
-	for i, p := range plan.Disks[0].Partitions {
-		if p.Content != nil && p.Content.Mountpoint == "/" {
-			root = ext[i].Index
-		}
-		if p.Content != nil && p.Content.Mountpoint == "/boot" {
-			esp = ext[i].Index
-		}
+	root, err := partitionOf(plan, img.Size, "/")
+	if err != nil {
+		return err
+	}
+	esp, err := partitionOf(plan, img.Size, "/boot", "/boot/efi")
+	if err != nil {
+		return err
 	}
 	for _, f := range []struct {
 		part int

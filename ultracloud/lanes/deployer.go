@@ -2,20 +2,13 @@ package lanes
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/photoncloud/testkit/ultracloud"
 	"github.com/photoncloud/testkit/ultracloud/bootstrap"
-	"github.com/photoncloud/testkit/ultracloud/checks"
 	"github.com/photoncloud/testkit/ultracloud/deployer"
 	"github.com/photoncloud/testkit/ultracloud/fixture"
 	"github.com/photoncloud/testkit/ultracloud/vm"
@@ -24,9 +17,16 @@ import (
 // DeployerSmokeOptions configure the deployer-vm-smoke lane.
 type DeployerSmokeOptions struct {
 	Fixture *fixture.Builder
-	// SystemDir is the prebuilt target (root/ and optionally esp/); default
-	// a small fixture system. SystemID names it.
-	SystemDir, SystemID string
+	// System is a store path built on this host (a NixOS toplevel, say)
+	// whose closure the node activates. Default: a small system built here
+	// with real Nix (BuildSmokeSystem: three store paths).
+	System string
+	// Nix is the nix binary (default: nix on PATH).
+	Nix string
+
+	// tamper, in tests, changes the exported binary cache before it is
+	// packed (a path left out, a NAR corrupted).
+	tamper func(cache string, paths []string) error
 }
 
 // DeployerSmokeTopology is deployer-vm-smoke's machine: one small worker
@@ -39,102 +39,109 @@ func DeployerSmokeTopology() ultracloud.Topology {
 	}
 }
 
-// DeployerVMSmoke proves a node can receive a prebuilt target closure from
-// the deployer (the phone-home server) and activate it without building:
-// the agent unpacks and switches, reports active with the new system id,
-// the activated tree is the host-built one byte for byte, and the guest has
-// no build tools at all.
+// DeployerVMSmoke proves a node activates a host-built Nix closure without
+// building: the host builds a system with real Nix and exports its closure
+// as a binary cache (a NAR and narinfo per store path) into the node's
+// bundle; the node's nix-agent (started at boot; the fixture's double, or
+// a real image's agent) phones home, learns its desired system, fetches
+// the bundle, installs every path into /nix/store with its NarHash
+// checked and the closure complete, switches the system profile, runs the
+// activation, and reports active with the store path. The lane only
+// waits on those reports, then checks the node: the current system, the
+// activation's effect, and the store byte for byte against the host's.
 func DeployerVMSmoke(ctx context.Context, cfg ultracloud.RunConfig, o DeployerSmokeOptions) (*ultracloud.Report, error) {
 	topo := DeployerSmokeTopology()
 	return Execute(ctx, cfg, Spec{Name: "deployer-vm-smoke", Topo: &topo, Fixture: o.Fixture}, func(ctx context.Context, r *Run) error {
 		node := topo.Nodes[0]
-		sysDir, sysID := o.SystemDir, o.SystemID
+		system := o.System
+		var paths []string
 		var b *bootstrap.Bundle
-		err := r.Step(ctx, "", "host-build-closure", func(ctx context.Context) (err error) {
-			if sysDir == "" {
-				if sysDir, err = r.Dir("state", "system"); err != nil {
-					return err
+		err := r.Step(ctx, "", "host-build-closure", func(ctx context.Context) error {
+			dir, err := r.Dir("state", "closure")
+			if err != nil {
+				return err
+			}
+			if system == "" {
+				if system, err = BuildSmokeSystem(ctx, o.Nix, dir, r.ID()); err != nil {
+					return fmt.Errorf("%w (deployer-vm-smoke builds its target with nix: install nix-bin, make deps)", err)
 				}
-				sysID = "deployer-smoke-system-" + r.ID()
-				if err := writeSmokeSystem(sysDir, sysID); err != nil {
+			}
+			if paths, err = ClosureOf(ctx, o.Nix, system); err != nil {
+				return err
+			}
+			tree := filepath.Join(dir, "bundle")
+			cache := filepath.Join(tree, bootstrap.TargetNixCache)
+			if err := ExportClosure(ctx, o.Nix, system, cache); err != nil {
+				return err
+			}
+			if o.tamper != nil {
+				if err := o.tamper(cache, paths); err != nil {
 					return err
 				}
 			}
+			r.Event("", "closure", fmt.Sprintf("%s: %d store paths", system, len(paths)))
 			bundles, err := r.Dir("state", "bundles")
 			if err == nil {
-				b, err = bootstrap.PackBundle(ctx, sysDir, sysID, bundles)
+				b, err = bootstrap.PackBundle(ctx, tree, system, bundles)
 			}
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		srv, addr, err := r.PhoneHome(ctx, []deployer.NodeSpec{{Name: node.Name, Role: "worker", MACs: []string{node.NICs[0].MAC}, Bundle: b.Path, SystemID: sysID}})
+		srv, addr, err := r.PhoneHome(ctx, []deployer.NodeSpec{{Name: node.Name, Role: "worker", MACs: []string{node.NICs[0].MAC}, Bundle: b.Path, SystemID: system}})
 		if err != nil {
 			return err
 		}
-		var m *vm.Machine
 		timeout := r.Scaled(time.Minute)
-		err = r.Step(ctx, node.Name, "boot", func(ctx context.Context) (err error) {
-			m, err = r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=shell"),
-				WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}))
-			if err != nil {
-				return err
-			}
-			bctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			return m.Shell().Connected(bctx)
-		})
+		m, err := r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=nix-agent", "ultracloud.phone-home=http://"+strings.TrimSuffix(GuestServerAddr, ":80")),
+			WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}))
 		if err != nil {
 			return err
+		}
+		// The agent acts by itself; the lane waits on its reports.
+		active, err := waitPhases(ctx, r, srv, node.Name, m, timeout, "agent ", time.Now(),
+			bootstrap.PhaseBundleFetched, bootstrap.PhaseInstalled, bootstrap.PhaseActive)
+		if err != nil {
+			return err
+		}
+		if active.System != system {
+			return fmt.Errorf("the agent reported %q active, the desired system is %s", active.System, system)
 		}
 		sh := m.Shell()
-		err = r.Step(ctx, node.Name, "activate", func(ctx context.Context) error {
-			out, err := sh.Succeed(ctx, "/init activate --server http://"+strings.TrimSuffix(GuestServerAddr, ":80")+" 2>&1")
-			if err != nil {
-				return fmt.Errorf("%w\n%s", err, strings.TrimSpace(out))
-			}
-			return checks.Eventually(checks.Phase{Server: srv, Node: node.Name, Phase: bootstrap.PhaseActive}, time.Second, timeout).Run(ctx)
-		})
-		if err != nil {
-			return err
-		}
 		r.Step(ctx, node.Name, "switched", func(ctx context.Context) error {
-			got, err := sh.Succeed(ctx, "cat /run/current-system/etc/ultracloud/system-id")
-			if err == nil && strings.TrimSpace(got) != sysID {
-				err = fmt.Errorf("the current system is %q, not %s", strings.TrimSpace(got), sysID)
+			got, err := sh.Succeed(ctx, "readlink /run/current-system; readlink -f /nix/var/nix/profiles/system")
+			if want := system + "\n" + system; err == nil && strings.TrimSpace(got) != want {
+				err = fmt.Errorf("current system and profile are %q, want %s", strings.TrimSpace(got), system)
 			}
 			return err
 		})
-		// The activated system is the host's, byte for byte.
-		var want map[string]string
-		r.Step(ctx, node.Name, "host-built-closure-activated", func(ctx context.Context) (err error) {
-			if want, err = treeSHA256(filepath.Join(sysDir, "root")); err != nil {
+		if o.System == "" { // a caller's system activates what it activates
+			r.Step(ctx, node.Name, "activated", func(ctx context.Context) error {
+				got, err := sh.Succeed(ctx, "cat /run/ultracloud/activated")
+				if err == nil && (!strings.Contains(got, "hello from a host-built closure") || !strings.Contains(got, system)) {
+					err = fmt.Errorf("the activation script left %q; want the greeting of the dependency and %s", got, system)
+				}
 				return err
-			}
-			got, err := sh.Succeed(ctx, "cd /run/current-system/ && find . -type f -exec sha256sum {} +")
+			})
+		}
+		// Every store path on the node is the host's, byte for byte.
+		r.Step(ctx, node.Name, "host-built-closure-in-store", func(ctx context.Context) error {
+			want, err := storeManifest(ctx, o.Nix, paths)
 			if err != nil {
 				return err
 			}
-			return sameTree(want, got)
+			got, err := sh.Succeed(ctx, storeManifestScript(paths))
+			if err != nil {
+				return err
+			}
+			if d := diffLines(want, strings.Split(strings.TrimSpace(got), "\n")); len(d) > 0 {
+				return fmt.Errorf("the node's store is not the host-built closure:\n  %s", strings.Join(d, "\n  "))
+			}
+			return nil
 		})
-		r.Step(ctx, node.Name, "no-build", func(ctx context.Context) error {
-			rec, err := sh.Succeed(ctx, "cat /var/lib/ultracloud/activation.json")
-			var act struct {
-				SystemID string `json:"systemID"`
-				Unpacked int    `json:"unpacked"`
-				Switched bool   `json:"switched"`
-			}
-			if err == nil {
-				err = json.Unmarshal([]byte(rec), &act)
-			}
-			if err == nil && (!act.Switched || act.Unpacked != len(want) || act.SystemID != sysID) {
-				err = fmt.Errorf("activation record says %+v; want %s switched with %d files unpacked", act, sysID, len(want))
-			}
-			if err != nil {
-				return err
-			}
-			// A guard on the guest, not a proof: no build tool exists there.
+		r.Step(ctx, node.Name, "no-build-tools", func(ctx context.Context) error {
+			// A guard on the guest: the agent has no way to build.
 			if tools, _ := sh.Succeed(ctx, "for t in nix nix-build nix-store gcc cc go make; do command -v $t || true; done"); strings.TrimSpace(tools) != "" {
 				return fmt.Errorf("build tools present in the guest: %s", tools)
 			}
@@ -142,71 +149,4 @@ func DeployerVMSmoke(ctx context.Context, cfg ultracloud.RunConfig, o DeployerSm
 		})
 		return nil
 	})
-}
-
-// writeSmokeSystem lays out the small default target system.
-func writeSmokeSystem(dir, sysID string) error {
-	files := map[string]string{
-		"root/etc/ultracloud/system-id":  sysID + "\n",
-		"root/bin/ultracloud-hello":      "#!/bin/sh\necho hello from " + sysID + "\n",
-		"root/etc/ultracloud/components": "chainfire flaredb iam\n",
-	}
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// treeSHA256 hashes every regular file below dir, by "./"-relative path.
-func treeSHA256(dir string) (map[string]string, error) {
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		sum := sha256.Sum256(data)
-		out["./"+rel] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	return out, err
-}
-
-// sameTree compares want with sha256sum output, naming every difference.
-func sameTree(want map[string]string, sha256sum string) error {
-	got := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(sha256sum), "\n") {
-		if sum, name, ok := strings.Cut(line, "  "); ok {
-			got[name] = sum
-		}
-	}
-	var diffs []string
-	for name, sum := range want {
-		switch g, ok := got[name]; {
-		case !ok:
-			diffs = append(diffs, "missing "+name)
-		case g != sum:
-			diffs = append(diffs, fmt.Sprintf("%s: sha256 %s, host built %s", name, g, sum))
-		}
-	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			diffs = append(diffs, "not host-built: "+name)
-		}
-	}
-	if len(diffs) > 0 {
-		slices.Sort(diffs)
-		return fmt.Errorf("the current system is not the host-built closure:\n  %s", strings.Join(diffs, "\n  "))
-	}
-	return nil
 }

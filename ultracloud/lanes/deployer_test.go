@@ -1,24 +1,25 @@
 package lanes
 
 import (
-	"strings"
+	"reflect"
 	"testing"
 )
 
-func TestSameTree(t *testing.T) {
-	want := map[string]string{"./a": "11", "./b/c": "22"}
+func TestDiffLines(t *testing.T) {
+	want := []string{"file 11 a", "link /nix/store/x b"}
 	cases := []struct {
-		name, sums, err string
+		name string
+		got  []string
+		diff []string
 	}{
-		{"same", "11  ./a\n22  ./b/c\n", ""},
-		{"changed", "11  ./a\n33  ./b/c\n", "./b/c: sha256 33, host built 22"},
-		{"missing", "11  ./a\n", "missing ./b/c"},
-		{"extra", "11  ./a\n22  ./b/c\n44  ./x\n", "not host-built: ./x"},
+		{"same", []string{"file 11 a", "link /nix/store/x b"}, nil},
+		{"changed", []string{"file 33 a", "link /nix/store/x b"}, []string{"missing on the node: file 11 a", "not host-built: file 33 a"}},
+		{"missing", []string{"file 11 a"}, []string{"missing on the node: link /nix/store/x b"}},
+		{"extra", []string{"file 11 a", "link /nix/store/x b", "file 44 x"}, []string{"not host-built: file 44 x"}},
 	}
 	for _, c := range cases {
-		err := sameTree(want, c.sums)
-		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
-			t.Errorf("%s: %v, want %q", c.name, err, c.err)
+		if d := diffLines(want, c.got); !reflect.DeepEqual(d, c.diff) {
+			t.Errorf("%s: %q, want %q", c.name, d, c.diff)
 		}
 	}
 }

@@ -65,6 +65,16 @@ type DriverOptions struct {
 	// baremetal-iso on real NixOS outputs (see docs/baremetal-iso.md).
 	ISO, Bundle, SystemID string
 	Plans                 map[string]string
+	// System is deployer-vm-smoke's target: a store path built on this
+	// host (default: a small system it builds with nix).
+	System string
+	// Baseline and MaxRegression are fresh-bench-storage's comparison
+	// with an earlier bench.json ("20%" by default).
+	Baseline, MaxRegression string
+	// AllowTCG lets the publishable KVM suite run without usable KVM.
+	AllowTCG bool
+	// Cell runs one fresh-matrix cell.
+	Cell string
 }
 
 // EnvFlake is the flake the guard lanes evaluate (default ".").
@@ -83,6 +93,11 @@ func (o *DriverOptions) flags(fs *flag.FlagSet, lane string) {
 	fs.StringVar(&o.ISO, "iso", "", "baremetal-iso: installer ISO (default: the fixture's)")
 	fs.StringVar(&o.Bundle, "bundle", "", "baremetal-iso: target system tree with esp/ and root/ (default: the fixture's)")
 	fs.StringVar(&o.SystemID, "system-id", "", "baremetal-iso: desired system id of -bundle")
+	fs.StringVar(&o.Cell, "cell", "", "fresh-matrix: run this cell only")
+	fs.BoolVar(&o.AllowTCG, "allow-tcg", false, "publishable-kvm-suite: run without usable KVM (fixture guest only; recorded)")
+	fs.StringVar(&o.Baseline, "baseline", "", "fresh-bench-storage: an earlier run's bench.json; a metric worse by more than -max-regression fails")
+	fs.StringVar(&o.MaxRegression, "max-regression", "20%", "fresh-bench-storage: allowed worsening against -baseline")
+	fs.StringVar(&o.System, "system", "", "deployer-vm-smoke: a store path built here whose closure the node activates (default: a small system built with nix)")
 	fs.Func("plan", "baremetal-iso: NODE=disko.json (repeatable; default: the topology's plans)", func(v string) error {
 		node, file, ok := strings.Cut(v, "=")
 		if !ok || node == "" || file == "" {

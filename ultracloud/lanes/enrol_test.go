@@ -22,7 +22,8 @@ func TestEnrolmentNeedsTheSecret(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		m, err := r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=shell"),
+		// The nix-agent phones home at boot; without the secret it is refused.
+		m, err := r.Boot(ctx, node.Name, WithCmdline("ultracloud.role=nix-agent", "ultracloud.phone-home=http://"+strings.TrimSuffix(GuestServerAddr, ":80")),
 			WithGuestFwd(vm.GuestFwd{GuestAddr: GuestServerAddr, HostAddr: addr}),
 			WithMachine(func(c *vm.Config) { c.OEMStrings = nil })) // the secret withheld
 		if err != nil {
@@ -30,12 +31,12 @@ func TestEnrolmentNeedsTheSecret(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(ctx, r.Scaled(time.Minute))
 		defer cancel()
-		out, err := m.Shell().Fail(ctx, "/init activate --server http://"+strings.TrimSuffix(GuestServerAddr, ":80")+" 2>&1")
+		line, err := m.WaitForConsole(ctx, "nix-agent-(failed|active)")
 		if err != nil {
-			t.Errorf("enrolment without the secret succeeded: %v\n%s", err, out)
+			t.Fatalf("the agent neither failed nor activated: %v", err)
 		}
-		if !strings.Contains(out, "enrolment secret") {
-			t.Errorf("refusal does not name the secret: %s", out)
+		if !strings.Contains(line, "nix-agent-failed") || !strings.Contains(line, "enrolment_secret") {
+			t.Errorf("enrolment without the secret was not refused naming the secret: %s", line)
 		}
 		// The secret as the lanes hand it (an OEM string) is what admits it.
 		sec, err := m.Shell().Succeed(ctx, "cat /proc/cmdline")

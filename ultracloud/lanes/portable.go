@@ -15,37 +15,55 @@ type PortableOptions struct {
 	Smoke  DeployerSmokeOptions
 }
 
-// portableMembers are the seed's members of the aggregate; nil Run means
-// this release does not implement it.
-func portableMembers(o PortableOptions) []struct {
+// member is a lane of an aggregate; a nil run means this release does
+// not implement it.
+type member struct {
 	name string
 	run  func(context.Context, ultracloud.RunConfig) (*ultracloud.Report, error)
-} {
-	return []struct {
-		name string
-		run  func(context.Context, ultracloud.RunConfig) (*ultracloud.Report, error)
-	}{
+}
+
+// portableMembers are the seed's members of the aggregate.
+func portableMembers(o PortableOptions) []member {
+	return []member{
 		{"canonical-profile-eval-guards", func(ctx context.Context, c ultracloud.RunConfig) (*ultracloud.Report, error) {
 			return CanonicalProfileEvalGuards(ctx, c, o.Guards)
 		}},
-		{"deployer-bootstrap-e2e", nil},
-		{"host-lifecycle-e2e", nil},
+		{"deployer-bootstrap-e2e", func(ctx context.Context, c ultracloud.RunConfig) (*ultracloud.Report, error) {
+			return DeployerBootstrapE2E(ctx, c, DirectBootstrapOptions{Fixture: o.Smoke.Fixture})
+		}},
+		{"host-lifecycle-e2e", func(ctx context.Context, c ultracloud.RunConfig) (*ultracloud.Report, error) {
+			return HostLifecycleE2E(ctx, c, DirectBootstrapOptions{Fixture: o.Smoke.Fixture})
+		}},
 		{"deployer-vm-smoke", func(ctx context.Context, c ultracloud.RunConfig) (*ultracloud.Report, error) {
 			return DeployerVMSmoke(ctx, c, o.Smoke)
 		}},
-		{"fleet-scheduler-e2e", nil},
+		{"fleet-scheduler-e2e", func(ctx context.Context, c ultracloud.RunConfig) (*ultracloud.Report, error) {
+			return FleetSchedulerE2E(ctx, c, FleetSchedulerOptions{Fixture: o.Smoke.Fixture})
+		}},
 	}
 }
 
 // PortableControlPlaneRegressions is the TCG-safe aggregate of the seed:
-// the canonical profile eval guard, deployer-vm-smoke and the other members
-// as they exist, in one report. Members this release does not implement
-// are skipped with the reason: the aggregate is then incomplete, never
-// passed.
+// the canonical profile eval guard, deployer-bootstrap-e2e,
+// host-lifecycle-e2e, deployer-vm-smoke and fleet-scheduler-e2e, one
+// after the other, in one report; it passes only when all five pass. A
+// member without an implementation would be skipped with the reason and
+// the aggregate reported incomplete, never passed.
 func PortableControlPlaneRegressions(ctx context.Context, cfg ultracloud.RunConfig, o PortableOptions) (*ultracloud.Report, error) {
-	return Execute(ctx, cfg, Spec{Name: "portable-control-plane-regressions"}, func(ctx context.Context, r *Run) error {
+	return aggregate(ctx, cfg, "portable-control-plane-regressions", portableMembers(o))
+}
+
+// aggregate runs members one after the other, each in its own work dir
+// under members/, into one report: a failed member fails it, a skipped
+// one (no implementation) makes it incomplete. prelude runs first (an
+// aggregate's own artifacts and events).
+func aggregate(ctx context.Context, cfg ultracloud.RunConfig, name string, members []member, prelude ...func(*Run)) (*ultracloud.Report, error) {
+	return Execute(ctx, cfg, Spec{Name: name}, func(ctx context.Context, r *Run) error {
+		for _, f := range prelude {
+			f(r)
+		}
 		var failed []string
-		for _, m := range portableMembers(o) {
+		for _, m := range members {
 			if m.run == nil {
 				r.Skip("", m.name, "not implemented in this release of the testkit")
 				continue

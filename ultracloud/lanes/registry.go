@@ -1,6 +1,7 @@
 package lanes
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -31,10 +32,11 @@ func Seed() []Documented {
 		{"canonical-profile-build-guards", check + "canonical-profile-build-guards", "canonical-profile-build-guards", nil},
 		{"portable-control-plane-regressions", check + "portable-control-plane-regressions", "portable-control-plane-regressions", nil},
 		{"deployer-vm-smoke", check + "deployer-vm-smoke", "deployer-vm-smoke", nil},
-		{"fresh-smoke", cluster + "fresh-smoke", "", nil},
-		{"fresh-demo-vm-webapp", cluster + "fresh-demo-vm-webapp", "", nil},
-		{"fresh-matrix", cluster + "fresh-matrix", "", nil},
-		{"fresh-bench-storage", cluster + "fresh-bench-storage", "", nil},
+		{"fresh-smoke", cluster + "fresh-smoke", "fresh-smoke", nil},
+		{"fresh-demo-vm-webapp", cluster + "fresh-demo-vm-webapp", "fresh-demo-vm-webapp", nil},
+		{"fresh-matrix", cluster + "fresh-matrix", "fresh-matrix", nil},
+		{"fresh-bench-storage", cluster + "fresh-bench-storage", "fresh-bench-storage", nil},
+		{"publishable-kvm-suite", "./nix/test-cluster/run-publishable-kvm-suite.sh ./work/publishable-kvm-suite", "publishable-kvm-suite", nil},
 	}
 }
 
@@ -61,10 +63,10 @@ func registryWith(o DriverOptions, kept *keptMachines) (*ultracloud.Registry, er
 				}
 				return SingleNodeQuickstart(ctx, cfg, qo)
 			}},
-		ultracloud.Lane{Name: "deployer-vm-smoke", Summary: "a node activates a host-built closure from the deployer without building anything",
+		ultracloud.Lane{Name: "deployer-vm-smoke", Summary: "a node's nix-agent installs and activates a closure built here by nix (NarHash-checked, complete) without building",
 			SeedCommand: check + "deployer-vm-smoke", Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
-				return DeployerVMSmoke(ctx, cfg, DeployerSmokeOptions{})
+				return DeployerVMSmoke(ctx, cfg, DeployerSmokeOptions{System: o.System})
 			}},
 		ultracloud.Lane{Name: "canonical-profile-eval-guards", Summary: "evaluate every canonical profile output, fail-first (-flake, $" + EnvFlake + ", default .)",
 			SeedCommand: check + "canonical-profile-eval-guards", Requires: ultracloud.TCGOK,
@@ -76,10 +78,39 @@ func registryWith(o DriverOptions, kept *keptMachines) (*ultracloud.Registry, er
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
 				return CanonicalProfileBuildGuards(ctx, cfg, guards())
 			}},
-		ultracloud.Lane{Name: "portable-control-plane-regressions", Summary: "eval guard + deployer-vm-smoke (+ members not yet implemented: incomplete)",
+		ultracloud.Lane{Name: "portable-control-plane-regressions", Summary: "eval guard + deployer-bootstrap-e2e + host-lifecycle-e2e + deployer-vm-smoke + fleet-scheduler-e2e; passes only if all 5 pass",
 			SeedCommand: check + "portable-control-plane-regressions", Requires: ultracloud.TCGOK,
 			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
 				return PortableControlPlaneRegressions(ctx, cfg, PortableOptions{Guards: guards()})
+			}},
+		ultracloud.Lane{Name: "fresh-smoke", Summary: "6-node gate: readiness, chainfire (etcd) consensus, flaredb/iam state, placement, faults with invariants, history check",
+			SeedCommand: cluster + "fresh-smoke", Topology: ultracloud.TopologyFreshCluster, Requires: ultracloud.KVMRequired,
+			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
+				return FreshSmoke(ctx, cfg, FreshSmokeOptions{})
+			}},
+		ultracloud.Lane{Name: "fresh-demo-vm-webapp", Summary: "a webapp VM (plasmavmc) on prismnet keeps its entries in lightningstor through its worker's death; recreated elsewhere, the worker rejoins",
+			SeedCommand: cluster + "fresh-demo-vm-webapp", Topology: ultracloud.TopologyFreshCluster, Requires: ultracloud.KVMRequired,
+			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
+				return FreshDemoVMWebapp(ctx, cfg, DemoVMWebappOptions{})
+			}},
+		ultracloud.Lane{Name: "fresh-bench-storage", Summary: "disk MB/s, 4 KiB IOPS, fsync p50/p99 inside every node (O_DIRECT) and lightningstor put/get; JSON + SVG; -baseline fails on a regression",
+			SeedCommand: cluster + "fresh-bench-storage", Topology: ultracloud.TopologyFreshCluster, Requires: ultracloud.KVMRequired,
+			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
+				worse, err := ParseRegression(cmp.Or(o.MaxRegression, "20%"))
+				if err != nil {
+					return nil, err
+				}
+				return FreshBenchStorage(ctx, cfg, BenchStorageOptions{Baseline: o.Baseline, MaxRegression: worse})
+			}},
+		ultracloud.Lane{Name: "fresh-matrix", Summary: "provider bundles composed: flashdns name → fiberlb VIP on prismnet → VM backends on two workers, one cut off and back; coronafs volume moved between VMs on two workers over NBD, lightningstor object shared by two VMs",
+			SeedCommand: cluster + "fresh-matrix", Topology: ultracloud.TopologyFreshCluster, Requires: ultracloud.KVMRequired,
+			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
+				return FreshMatrix(ctx, cfg, MatrixOptions{Cell: o.Cell})
+			}},
+		ultracloud.Lane{Name: "publishable-kvm-suite", Summary: "environment.json, then fresh-smoke, fresh-demo-vm-webapp, fresh-matrix in one report; exit 2 at preflight without KVM unless -allow-tcg",
+			SeedCommand: "./nix/test-cluster/run-publishable-kvm-suite.sh ./work/publishable-kvm-suite", Topology: ultracloud.TopologyFreshCluster, Requires: ultracloud.TCGOK,
+			Run: func(ctx context.Context, cfg ultracloud.RunConfig) (*ultracloud.Report, error) {
+				return PublishableKVMSuite(ctx, cfg, PublishableOptions{AllowTCG: o.AllowTCG})
 			}},
 		ultracloud.Lane{Name: "baremetal-iso", Summary: "UEFI install from ISO: phone-home, bundle, Disko, reboot, first boot, desired system active (2 nodes)",
 			SeedCommand: cluster + "baremetal-iso", Topology: ultracloud.TopologyBaremetalISO, Requires: ultracloud.TCGOK,

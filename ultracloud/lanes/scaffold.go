@@ -34,6 +34,12 @@ type Spec struct {
 	Topo *ultracloud.Topology
 	// Fixture builds the default guest (default: a Builder with defaults).
 	Fixture *fixture.Builder
+	// SSH gives the run's cluster SSH keys (kept in WorkDir/state/ssh):
+	// Cluster.SSH logs in to its nodes (see cluster.WithSSH).
+	SSH bool
+	// Persist mounts each fixture node's first disk on /var/lib, so its
+	// state survives a restart (see cluster.WithPersist).
+	Persist bool
 }
 
 // Run-owned directories of a work dir: emptied when a run starts, so a
@@ -277,12 +283,23 @@ func (r *Run) machinesOf(ctx context.Context) (*cluster.Cluster, error) {
 	if r.cluster != nil {
 		return r.cluster, nil
 	}
-	c, err := cluster.Start(ctx, r.topo, r.cfg.Host, cluster.WithNodes(), cluster.WithDir(filepath.Join(r.workDir, "nodes")),
+	opts := []cluster.Option{cluster.WithNodes(), cluster.WithDir(filepath.Join(r.workDir, "nodes")),
 		cluster.WithLogger(r.log), cluster.WithFixture(r.spec.Fixture), cluster.WithEvents(func(e ultracloud.Event) {
 			if e.Name != "boot" {
 				r.report.AddEvent(e)
 			}
-		}))
+		})}
+	if r.spec.SSH {
+		keys, err := cluster.LoadKeys(filepath.Join(r.workDir, "state", "ssh"))
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, cluster.WithSSH(keys))
+	}
+	if r.spec.Persist {
+		opts = append(opts, cluster.WithPersist())
+	}
+	c, err := cluster.Start(ctx, r.topo, r.cfg.Host, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -251,8 +251,11 @@ func (s *Shell) waitUntil(ctx context.Context, cmd string, done func(Result) (bo
 		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		r, err := s.Execute(actx, cmd)
 		cancel()
-		if err != nil && (errors.Is(err, ErrExited) || errors.Is(err, ErrGuestCrashed) || ctx.Err() != nil) {
+		if err != nil && (errors.Is(err, ErrExited) || errors.Is(err, ErrGuestCrashed)) {
 			return string(last.Stdout), err
+		}
+		if err != nil && ctx.Err() != nil {
+			return string(last.Stdout), fmt.Errorf("%w (the wait ended during an attempt; last answer: exit %d, output %q)", err, last.ExitCode, bytes.TrimSpace(last.Stdout))
 		}
 		if err == nil {
 			last = r
