@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= go
 DEB_PACKAGES := qemu-system-x86 qemu-utils ovmf nix-bin gdisk dosfstools e2fsprogs xorriso mtools socat cpio chromium fio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-GOTEST_FLAGS ?= -timeout 55m
+GOTEST_FLAGS ?= -timeout 75m
 
 .PHONY: all deps test demo vet fmt-check tidy-check fuzz build clean
 

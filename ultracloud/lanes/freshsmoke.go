@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -276,7 +277,7 @@ func (s *smoke) readiness(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("%v: %s", err, strings.Join(strings.Fields(out), " "))
 				}
-				return nil
+				return s.unitsHealthy(ctx, n.Name, n.Components)
 			})
 		})
 		if err != nil {
@@ -289,10 +290,96 @@ func (s *smoke) readiness(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			s.r.Say("", fmt.Sprintf("chainfire: %d members, leader %s", len(s.members), leader))
+			if err := s.commitsThroughEach(ctx); err != nil {
+				return err
+			}
+			s.r.Say("", fmt.Sprintf("chainfire: %d members, leader %s, a write commits through each", len(s.members), leader))
 			return nil
 		})
 	})
+}
+
+// unitsHealthy asks each of node's components for GET /health on its
+// port: a double answers 200 only when it reaches chainfire (a
+// linearizable read), so an active unit that cannot serve is named with
+// its own answer.
+func (s *smoke) unitsHealthy(ctx context.Context, node string, comps []string) error {
+	out, err := s.t.run(ctx, node, "for c in "+strings.Join(comps, " ")+"; do cat /run/ultracloud/components/$c.port; echo; done")
+	if err != nil {
+		return fmt.Errorf("ports of %s's units: %w", node, err)
+	}
+	ports := strings.Fields(out)
+	if len(ports) != len(comps) {
+		return fmt.Errorf("%s: %d ports for units %v", node, len(ports), comps)
+	}
+	var errs []error
+	for i, c := range comps {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		code, body, err := s.t.get(hctx, node, http.MethodGet, "http://127.0.0.1:"+ports[i]+"/health")
+		cancel()
+		if err != nil || code != http.StatusOK {
+			errs = append(errs, fmt.Errorf("%s on %s unhealthy: %d %s %v", c, node, code, strings.TrimSpace(body), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// commitsThroughEach writes a key through each chainfire member alone
+// and reads it back linearizably: the quorum commits what every member
+// forwards. A member that cannot is named with every member's raft
+// status.
+func (s *smoke) commitsThroughEach(ctx context.Context) error {
+	var errs []error
+	for _, m := range s.members {
+		if err := func() error {
+			c, err := s.single(m)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			key := s.prefix + "ready/" + m
+			if _, err := c.Put(wctx, key, "committed"); err != nil {
+				return fmt.Errorf("a write through %s: %w", m, err)
+			}
+			if resp, err := c.Get(wctx, key); err != nil || len(resp.Kvs) != 1 {
+				return fmt.Errorf("a linearizable read through %s: %d keys, %v", m, respCount(resp), err)
+			}
+			return nil
+		}(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w (members: %s)", errors.Join(errs...), s.raftStatus(ctx))
+}
+
+func respCount(r *clientv3.GetResponse) int {
+	if r == nil {
+		return 0
+	}
+	return len(r.Kvs)
+}
+
+// raftStatus is every member's view: leader, term, committed and applied
+// index, database size and errors (alarms), or why it did not answer.
+func (s *smoke) raftStatus(ctx context.Context) string {
+	var parts []string
+	for _, m := range s.members {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := s.kv.Status(sctx, fmt.Sprintf("http://%s:%d", m, doubles.ClientPort))
+		cancel()
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", m, err))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: leader %x term %d index %d applied %d db %d KiB errors %v",
+			m, st.Leader, st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex, st.DbSize>>10, st.Errors))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // leader asks every member for its status: all must answer, count the
