@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -299,29 +300,48 @@ func (s *smoke) readiness(ctx context.Context) error {
 	})
 }
 
-// unitsHealthy asks each of node's components for GET /health on its
-// port: a double answers 200 only when it reaches chainfire (a
-// linearizable read), so an active unit that cannot serve is named with
-// its own answer.
+// unitsHealthy asks each of node's components for GET /health on the
+// port it publishes in /run/ultracloud/components/NAME.port: a double
+// answers 200 only when it reaches chainfire (a linearizable read), so an
+// active unit that cannot serve is named with its own answer. A unit that
+// publishes no port (a real image's service) is left to `systemctl
+// is-active`.
 func (s *smoke) unitsHealthy(ctx context.Context, node string, comps []string) error {
-	out, err := s.t.run(ctx, node, "for c in "+strings.Join(comps, " ")+"; do cat /run/ultracloud/components/$c.port; echo; done")
+	out, err := s.t.run(ctx, node, "for c in "+strings.Join(comps, " ")+"; do echo \"$c $(cat /run/ultracloud/components/$c.port 2>/dev/null)\"; done")
 	if err != nil {
 		return fmt.Errorf("ports of %s's units: %w", node, err)
 	}
-	ports := strings.Fields(out)
-	if len(ports) != len(comps) {
-		return fmt.Errorf("%s: %d ports for units %v", node, len(ports), comps)
-	}
+	ports := unitPorts(out)
 	var errs []error
-	for i, c := range comps {
+	for _, c := range comps {
+		port, ok := ports[c]
+		if !ok {
+			continue
+		}
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		code, body, err := s.t.get(hctx, node, http.MethodGet, "http://127.0.0.1:"+ports[i]+"/health")
+		code, body, err := s.t.get(hctx, node, http.MethodGet, "http://127.0.0.1:"+port+"/health")
 		cancel()
 		if err != nil || code != http.StatusOK {
 			errs = append(errs, fmt.Errorf("%s on %s unhealthy: %d %s %v", c, node, code, strings.TrimSpace(body), err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unitPorts reads lines of "unit port" (port empty when the unit
+// publishes none) into unit → port, keeping only numeric ports.
+func unitPorts(out string) map[string]string {
+	ports := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		if n, err := strconv.Atoi(f[1]); err == nil && n > 0 && n < 65536 {
+			ports[f[0]] = f[1]
+		}
+	}
+	return ports
 }
 
 // commitsThroughEach writes a key through each chainfire member alone

@@ -3,6 +3,7 @@ package lanes
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,21 @@ func TestUntilReportsTheLastAnswer(t *testing.T) {
 	})
 	if !errors.Is(err, boom) {
 		t.Fatalf("error %v, want the last answer (boom)", err)
+	}
+}
+
+func TestUnitPorts(t *testing.T) {
+	for _, c := range []struct {
+		out  string
+		want map[string]string
+	}{
+		{"chainfire 18000\niam 18002\n", map[string]string{"chainfire": "18000", "iam": "18002"}},
+		{"chainfire 18000\nsshd \n", map[string]string{"chainfire": "18000"}},
+		{"x notaport\ny 0\nz 70000\n\n", map[string]string{}},
+		{"", map[string]string{}},
+	} {
+		if got := unitPorts(c.out); !maps.Equal(got, c.want) {
+			t.Errorf("unitPorts(%q) = %v, want %v", c.out, got, c.want)
+		}
 	}
 }
