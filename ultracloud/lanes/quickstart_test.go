@@ -135,6 +135,11 @@ func TestPortableControlPlaneRegressions(t *testing.T) {
 	for _, s := range r.Steps {
 		t.Logf("%-50s %-5s %6.1fs %s", s.Node+" "+s.Name, s.Status, s.Duration().Seconds(), firstLine(s.Reason))
 	}
+	for _, s := range r.Steps {
+		if s.Status == ultracloud.StatusFail && strings.Contains(s.Reason, "\n") {
+			t.Logf("%s %s failed, in full:\n%s", s.Node, s.Name, s.Reason)
+		}
+	}
 	if code != ExitPass {
 		t.Fatalf("exit %d, want %d (pass): %s\n%s", code, ExitPass, r.Reason, errb.String())
 	}
