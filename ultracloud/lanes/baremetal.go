@@ -269,7 +269,10 @@ func (b *baremetal) node(ctx context.Context, n ultracloud.Node, iso, serverAddr
 	// continue.
 	r.Status(n.Name, "rebooting from disk")
 	rctx, cancel := context.WithTimeout(ctx, b.timeout)
-	_, err = m.QMP().WaitEventAfter(rctx, mark, "SHUTDOWN", nil)
+	err = rebootOrReset(rctx, r, n.Name, m, true, func(c context.Context) error {
+		_, err := m.QMP().WaitEventAfter(c, mark, "SHUTDOWN", nil)
+		return err
+	})
 	if err == nil {
 		err = b.waitPaused(rctx, m)
 	}

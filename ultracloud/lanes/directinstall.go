@@ -115,7 +115,7 @@ func installDirect(ctx context.Context, r *Run, o DirectBootstrapOptions) (*dire
 	err = r.Step(ctx, n.Name, "reboot", func(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, d.timeout)
 		defer cancel()
-		if err := m.Wait(wctx); err != nil && wctx.Err() != nil {
+		if err := rebootOrReset(wctx, r, n.Name, m, false, m.Wait); err != nil && wctx.Err() != nil {
 			return fmt.Errorf("the installer did not reboot within %s: %w%s", d.timeout, err, m.Describe())
 		}
 		return nil
